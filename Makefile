@@ -1,0 +1,59 @@
+# box build. Every target exports the same cgo flags: changing any CGO_*
+# variable rebuilds all of vendored llama.cpp/ggml (3-6 minutes), and the
+# default cgo flags make ggml 3-40x slower (docs/engine-notes in shared docs).
+
+GO        ?= go
+# go mod download is a no-op once the module is cached; on a fresh machine it
+# fetches the vendored llama.cpp/ggml sources the headers come from.
+OLLAMA    := $(shell $(GO) mod download github.com/ollama/ollama >/dev/null 2>&1; $(GO) list -m -f '{{.Dir}}' github.com/ollama/ollama 2>/dev/null)
+ARCH      := $(shell $(GO) env GOARCH)
+ifeq ($(ARCH),amd64)
+SIMD      ?= -march=x86-64-v3
+else
+SIMD      ?=
+endif
+OPT       ?= -O3 $(SIMD)
+
+export CGO_ENABLED  := 1
+export CGO_CFLAGS   := $(OPT)
+export CGO_CXXFLAGS := $(OPT)
+export CGO_CPPFLAGS := -I$(OLLAMA)/llama/llama.cpp/include -I$(OLLAMA)/ml/backend/ggml/ggml/include -I$(OLLAMA)/ml/backend/ggml/ggml/src
+
+TEST_TIMEOUT ?= 30m
+FUZZTIME     ?= 20s
+BENCH_OUT    ?= bench.json
+
+.PHONY: all build check-ollama test fuzz bench demo clean vet env
+
+all: build
+
+build: check-ollama
+	$(GO) build -o bin/box ./cmd/box
+	ln -sf box bin/boxtop
+
+check-ollama:
+	@test -d "$(OLLAMA)/llama/llama.cpp/include" || { echo "cannot find github.com/ollama/ollama in the module cache (go mod download failed?)"; exit 1; }
+
+vet: check-ollama
+	$(GO) vet ./...
+
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Each fuzz target runs for FUZZTIME; the seed corpus lives in testdata/fuzz.
+fuzz: check-ollama
+	./scripts/fuzz.sh $(FUZZTIME)
+
+bench: build
+	./bin/box bench --out $(BENCH_OUT)
+
+demo: build
+	./scripts/demo.sh
+
+# Prints the flags, for running go commands by hand: eval $$(make -s env)
+env: check-ollama
+	@echo export CGO_ENABLED=1 CGO_CFLAGS=\"$(CGO_CFLAGS)\" CGO_CXXFLAGS=\"$(CGO_CXXFLAGS)\" CGO_CPPFLAGS=\"$(CGO_CPPFLAGS)\"
+
+clean:
+	rm -rf bin

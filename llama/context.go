@@ -1,0 +1,137 @@
+package llama
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// ContextParams size a context: its KV cache and batch.
+type ContextParams struct {
+	NCtx         int // tokens of context; 0 = the model's training context
+	NBatch       int // tokens decoded per call; 0 = 512
+	Threads      int // 0 = all CPUs
+	ThreadsBatch int // threads for prompt processing; 0 = Threads
+}
+
+// Context holds a KV cache and compute buffers for one sequence. It is not
+// safe for concurrent use; one generation at a time.
+type Context struct {
+	model *Model
+	c     *C.struct_llama_context
+	nctx  int
+	nbat  int
+	// toks is C memory for batches: llama_batch_get_one keeps the pointer.
+	toks  *C.llama_token
+	ntoks int
+	once  sync.Once
+}
+
+// NewContext creates a context on m.
+func (m *Model) NewContext(p ContextParams) (*Context, error) {
+	cp := C.llama_context_default_params()
+	if p.NCtx < 0 || p.NBatch < 0 {
+		return nil, errors.New("new context: negative size")
+	}
+	cp.n_ctx = C.uint32_t(p.NCtx)
+	if p.NBatch == 0 {
+		p.NBatch = 512
+	}
+	cp.n_batch = C.uint32_t(p.NBatch)
+	cp.n_ubatch = C.uint32_t(p.NBatch)
+	cp.n_seq_max = 1
+	th := p.Threads
+	if th <= 0 {
+		th = runtime.NumCPU()
+	}
+	thb := p.ThreadsBatch
+	if thb <= 0 {
+		thb = th
+	}
+	cp.n_threads = C.int32_t(th)
+	cp.n_threads_batch = C.int32_t(thb)
+	cp.no_perf = true
+
+	loadMu.Lock()
+	done := captureErrors()
+	c := C.llama_init_from_model(m.m, cp)
+	lines := done()
+	loadMu.Unlock()
+	if c == nil {
+		return nil, fmt.Errorf("new context (n_ctx %d): %s", p.NCtx, loadReason(lines))
+	}
+	ctx := &Context{model: m, c: c, nctx: int(C.llama_n_ctx(c)), nbat: int(C.llama_n_batch(c))}
+	ctx.ntoks = ctx.nbat
+	ctx.toks = (*C.llama_token)(C.malloc(C.size_t(ctx.ntoks) * C.size_t(unsafe.Sizeof(C.llama_token(0)))))
+	return ctx, nil
+}
+
+// Close frees the context. Safe to call more than once.
+func (c *Context) Close() error {
+	c.once.Do(func() {
+		C.llama_free(c.c)
+		C.free(unsafe.Pointer(c.toks))
+		c.c, c.toks = nil, nil
+	})
+	return nil
+}
+
+// Model returns the model the context was made from.
+func (c *Context) Model() *Model { return c.model }
+
+// NCtx is the context size in tokens.
+func (c *Context) NCtx() int { return c.nctx }
+
+// NBatch is the most tokens one Decode call takes.
+func (c *Context) NBatch() int { return c.nbat }
+
+// Reset clears the KV cache.
+func (c *Context) Reset() {
+	C.llama_memory_clear(C.llama_get_memory(c.c), C.bool(true))
+}
+
+// Decode evaluates toks (at most NBatch) after what the cache already holds.
+// Logits of the last token are then available to a Sampler.
+func (c *Context) Decode(toks []Token) error {
+	if len(toks) == 0 {
+		return errors.New("decode: no tokens")
+	}
+	if len(toks) > c.ntoks {
+		return fmt.Errorf("decode: %d tokens exceed the batch size %d", len(toks), c.ntoks)
+	}
+	dst := unsafe.Slice(c.toks, len(toks))
+	for i, t := range toks {
+		dst[i] = C.llama_token(t)
+	}
+	batch := C.llama_batch_get_one(c.toks, C.int32_t(len(toks)))
+	switch rc := C.llama_decode(c.c, batch); rc {
+	case 0:
+		return nil
+	case 1:
+		return errors.New("decode: no room in the KV cache")
+	case 2:
+		return errors.New("decode: aborted")
+	default:
+		return fmt.Errorf("decode: llama_decode returned %d", int(rc))
+	}
+}
+
+// Logits copies the last decoded token's logits (n_vocab floats).
+func (c *Context) Logits() []float32 {
+	p := C.llama_get_logits_ith(c.c, -1)
+	if p == nil {
+		return nil
+	}
+	n := c.model.VocabSize()
+	out := make([]float32, n)
+	copy(out, unsafe.Slice((*float32)(unsafe.Pointer(p)), n))
+	return out
+}

@@ -1,0 +1,368 @@
+package serve
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/boxproj/box/llama"
+)
+
+// job is a validated request, ready to generate.
+type job struct {
+	prompt       []llama.Token
+	params       llama.GenerateParams
+	stream       bool
+	includeUsage bool
+}
+
+const maxStops = 16
+
+// decodeBody reads a JSON body into v with clear errors.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{Status: 413, Message: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Type: "invalid_request_error"}
+		}
+		return badRequest("", "", "reading request body: %v", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if te.Field == "" {
+				return badRequest("", "invalid_json", "request body must be a JSON object, got JSON %s", te.Value)
+			}
+			field := strings.TrimPrefix(te.Field, "samplingFields.")
+			return badRequest(field, "invalid_type", "field %q must be %s, got JSON %s", field, jsonKind(te.Type.Kind().String()), te.Value)
+		}
+		return badRequest("", "invalid_json", "invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+// jsonKind names a Go kind the way a JSON user thinks of it.
+func jsonKind(kind string) string {
+	switch {
+	case strings.HasPrefix(kind, "int"), strings.HasPrefix(kind, "uint"):
+		return "an integer"
+	case strings.HasPrefix(kind, "float"):
+		return "a number"
+	case kind == "bool":
+		return "a boolean"
+	case kind == "string":
+		return "a string"
+	case kind == "slice":
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+// buildJob validates the shared fields against the model and context.
+func (s *Server) buildJob(m *llama.Model, nctx int, f *samplingFields, prompt []llama.Token) (*job, *apiError) {
+	if f.Model == "" {
+		return nil, badRequest("model", "missing_model", "model is required (this server serves %q)", s.cfg.ModelID)
+	}
+	if f.Model != s.cfg.ModelID {
+		return nil, badRequest("model", "model_not_found", "model %q not found; this server serves %q", f.Model, s.cfg.ModelID)
+	}
+	if f.N != nil && *f.N != 1 {
+		return nil, badRequest("n", "unsupported_value", "n must be 1")
+	}
+	if len(prompt) >= nctx {
+		return nil, badRequest("messages", "context_length_exceeded",
+			"prompt is %d tokens; the context holds %d, leaving no room to generate", len(prompt), nctx)
+	}
+	maxTok := int64(0)
+	for name, v := range map[string]*int64{"max_tokens": f.MaxTokens, "max_completion_tokens": f.MaxCompletionTokens} {
+		if v == nil {
+			continue
+		}
+		if *v < 1 || *v > int64(nctx) {
+			return nil, badRequest(name, "invalid_value", "%s must be between 1 and %d (the context size), got %d", name, nctx, *v)
+		}
+		maxTok = *v
+	}
+	if maxTok == 0 || int(maxTok) > nctx-len(prompt) {
+		maxTok = int64(nctx - len(prompt))
+	}
+	if len(f.Stop) > maxStops {
+		return nil, badRequest("stop", "invalid_value", "at most %d stop strings", maxStops)
+	}
+	for _, st := range f.Stop {
+		if st == "" || len(st) > 256 {
+			return nil, badRequest("stop", "invalid_value", "stop strings must be 1 to 256 bytes")
+		}
+	}
+
+	sp := llama.SamplerParams{Temperature: 1, RepeatPenalty: 1}
+	fl := func(dst *float32, v *float64) {
+		if v != nil {
+			*dst = float32(*v)
+		}
+	}
+	fl(&sp.Temperature, f.Temperature)
+	fl(&sp.TopP, f.TopP)
+	fl(&sp.MinP, f.MinP)
+	fl(&sp.RepeatPenalty, f.RepeatPenalty)
+	fl(&sp.FrequencyPenalty, f.FrequencyPenalty)
+	fl(&sp.PresencePenalty, f.PresencePenalty)
+	if f.TopK != nil {
+		if *f.TopK < 0 || *f.TopK > math.MaxInt32 {
+			return nil, badRequest("top_k", "invalid_value", "top_k must be between 0 and %d", math.MaxInt32)
+		}
+		sp.TopK = int(*f.TopK)
+	}
+	if f.Seed != nil {
+		sp.Seed = uint32(*f.Seed)
+	} else {
+		var b [4]byte
+		rand.Read(b[:])
+		sp.Seed = uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	}
+	if err := sp.Validate(); err != nil {
+		return nil, badRequest("", "invalid_value", "%v", err)
+	}
+	j := &job{
+		prompt: prompt,
+		params: llama.GenerateParams{Prompt: prompt, MaxTokens: int(maxTok), Stop: f.Stop, Sampler: sp},
+		stream: f.Stream,
+	}
+	if f.StreamOptions != nil {
+		j.includeUsage = f.StreamOptions.IncludeUsage
+	}
+	return j, nil
+}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	m, sl, aerr := s.ready()
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	var req chatRequest
+	if aerr := s.decodeBody(w, r, &req); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if len(req.Messages) == 0 {
+		writeError(w, badRequest("messages", "empty_messages", "messages must not be empty"))
+		return
+	}
+	msgs := make([]llama.ChatMessage, len(req.Messages))
+	for i, msg := range req.Messages {
+		switch msg.Role {
+		case "system", "user", "assistant", "developer", "tool":
+		default:
+			writeError(w, badRequest(fmt.Sprintf("messages[%d].role", i), "invalid_value", "unknown role %q", msg.Role))
+			return
+		}
+		if msg.Role == "developer" {
+			msg.Role = "system"
+		}
+		msgs[i] = llama.ChatMessage{Role: msg.Role, Content: string(msg.Content)}
+	}
+	text, err := m.ApplyChatTemplate(msgs, true)
+	if err != nil {
+		writeError(w, &apiError{Status: 500, Message: err.Error(), Type: "server_error"})
+		return
+	}
+	// The template already holds BOS where the model wants it; special
+	// tokens in it (<|im_start|>) are parsed, as the template means them.
+	prompt, err := m.Tokenize(text, !strings.HasPrefix(text, "<s>"), true)
+	if err != nil {
+		writeError(w, badRequest("messages", "", "%v", err))
+		return
+	}
+	j, aerr := s.buildJob(m, sl.all[0].NCtx(), &req.samplingFields, prompt)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	s.run(w, r, sl, j, true)
+}
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	m, sl, aerr := s.ready()
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	var req completionRequest
+	if aerr := s.decodeBody(w, r, &req); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if req.Prompt == nil || *req.Prompt == "" {
+		writeError(w, badRequest("prompt", "empty_prompt", "prompt must not be empty"))
+		return
+	}
+	prompt, err := m.Tokenize(string(*req.Prompt), true, false)
+	if err != nil {
+		writeError(w, badRequest("prompt", "", "%v", err))
+		return
+	}
+	j, aerr := s.buildJob(m, sl.all[0].NCtx(), &req.samplingFields, prompt)
+	if aerr != nil {
+		if aerr.Param != nil && *aerr.Param == "messages" {
+			aerr.Param = strp("prompt")
+		}
+		writeError(w, aerr)
+		return
+	}
+	s.run(w, r, sl, j, false)
+}
+
+// run waits for a slot, generates, and writes the answer in the chosen
+// shape (chat or completion, stream or not).
+func (s *Server) run(w http.ResponseWriter, r *http.Request, sl *slots, j *job, chat bool) {
+	accepted := time.Now()
+	// Generation stops when the client goes away or the grace period ends.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.hardStop, cancel)
+	defer stop()
+
+	c, err := sl.acquire(ctx)
+	if err != nil {
+		if errors.Is(err, errQueueFull) {
+			writeError(w, asAPIError(err))
+		} else {
+			s.log.Debug("request cancelled while queued", "err", err)
+		}
+		return
+	}
+	defer sl.release(c)
+
+	id := newID(chat)
+	created := time.Now().Unix()
+	var sse *sseWriter
+	if j.stream {
+		sse = newSSE(w)
+		if chat {
+			sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID,
+				Choices: []chatChoice{{Delta: &respMessage{Role: "assistant", Content: ""}}}})
+		}
+	}
+
+	var last time.Time
+	emit := func(text string) error {
+		now := time.Now()
+		if last.IsZero() {
+			s.met.ttft.Observe(now.Sub(accepted).Seconds())
+		} else {
+			s.met.itl.Observe(now.Sub(last).Seconds())
+		}
+		last = now
+		if s.tokenHook != nil {
+			s.tokenHook()
+		}
+		if sse == nil || text == "" {
+			return nil
+		}
+		if chat {
+			return sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID,
+				Choices: []chatChoice{{Delta: &respMessage{Content: text}}}})
+		}
+		return sse.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID,
+			Choices: []completionChoice{{Text: text}}})
+	}
+
+	res, err := c.Generate(ctx, j.params, emit)
+	s.met.promptTokens.Add(float64(res.PromptTokens))
+	s.met.genTokens.Add(float64(res.CompletionTokens))
+	if err != nil {
+		if ctx.Err() != nil {
+			s.log.Info("generation cancelled", "id", id, "tokens", res.CompletionTokens, "reason", context.Cause(ctx))
+			return
+		}
+		s.log.Error("generation failed", "id", id, "err", err)
+		if sse == nil {
+			writeError(w, asAPIError(err))
+		} else {
+			sse.send(map[string]*apiError{"error": asAPIError(err)})
+		}
+		return
+	}
+	u := &usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens, TotalTokens: res.PromptTokens + res.CompletionTokens}
+	finish := strp(res.FinishReason)
+	switch {
+	case sse != nil && chat:
+		sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID,
+			Choices: []chatChoice{{Delta: &respMessage{}, FinishReason: finish}}})
+		if j.includeUsage {
+			sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID, Choices: []chatChoice{}, Usage: u})
+		}
+		sse.done()
+	case sse != nil:
+		sse.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID,
+			Choices: []completionChoice{{FinishReason: finish}}})
+		if j.includeUsage {
+			sse.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID, Choices: []completionChoice{}, Usage: u})
+		}
+		sse.done()
+	case chat:
+		writeJSON(w, 200, chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelID,
+			Choices: []chatChoice{{Message: &respMessage{Role: "assistant", Content: res.Text}, FinishReason: finish}}, Usage: u})
+	default:
+		writeJSON(w, 200, completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID,
+			Choices: []completionChoice{{Text: res.Text, FinishReason: finish}}, Usage: u})
+	}
+}
+
+func newID(chat bool) string {
+	var b [12]byte
+	rand.Read(b[:])
+	if chat {
+		return "chatcmpl-" + hex.EncodeToString(b[:])
+	}
+	return "cmpl-" + hex.EncodeToString(b[:])
+}
+
+// sseWriter writes server-sent events, flushing each.
+type sseWriter struct {
+	w http.ResponseWriter
+	f http.Flusher
+}
+
+func newSSE(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(200)
+	f, _ := w.(http.Flusher)
+	return &sseWriter{w: w, f: f}
+}
+
+func (s *sseWriter) send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(s.w, "data: %s\n\n", b); err != nil {
+		return err
+	}
+	if s.f != nil {
+		s.f.Flush()
+	}
+	return nil
+}
+
+func (s *sseWriter) done() {
+	io.WriteString(s.w, "data: [DONE]\n\n")
+	if s.f != nil {
+		s.f.Flush()
+	}
+}

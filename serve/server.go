@@ -1,0 +1,312 @@
+// Package serve is box's head: it owns a llama.cpp model and its contexts
+// and answers the OpenAI-compatible HTTP API.
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/boxproj/box/llama"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is what `box serve` is started with.
+type Config struct {
+	ModelPath string
+	// ModelID is the name clients use in "model"; default: the file's base
+	// name without .gguf.
+	ModelID  string
+	Model    llama.ModelParams
+	Parallel int // slots, each a context of CtxSize tokens; default 1
+	Queue    int // requests that may wait for a slot; default 4*Parallel
+	CtxSize  int // default 2048 or the model's training context if smaller
+	Batch    int
+	Threads  int
+	// Grace is how long in-flight requests may run after a stop signal
+	// before they are cancelled.
+	Grace time.Duration
+	// MaxBody bounds request bodies; default 8 MiB.
+	MaxBody int64
+}
+
+// Server serves one model. Create it with New, run it with Run.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	met *metrics
+
+	mu       sync.Mutex
+	state    string // loading, ok, error
+	stateErr string
+	model    *llama.Model
+	sl       *slots
+
+	// hardStop is cancelled when the grace period is over: generations stop.
+	hardStop context.Context
+	cancel   context.CancelFunc
+	started  time.Time
+
+	// tokenHook, when set (by tests), runs after each generated token, to
+	// make generation slow enough to observe queueing and shutdown.
+	tokenHook func()
+}
+
+// New prepares a server; nothing is loaded until Run.
+func New(cfg Config, log *slog.Logger) *Server {
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 1
+	}
+	if cfg.Queue < 0 {
+		cfg.Queue = 0
+	} else if cfg.Queue == 0 {
+		cfg.Queue = 4 * cfg.Parallel
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 8 << 20
+	}
+	if cfg.ModelID == "" {
+		cfg.ModelID = strings.TrimSuffix(filepath.Base(cfg.ModelPath), ".gguf")
+	}
+	s := &Server{cfg: cfg, log: log, state: "loading", started: time.Now()}
+	s.hardStop, s.cancel = context.WithCancel(context.Background())
+	s.met = newMetrics(s)
+	return s
+}
+
+func (s *Server) slotsNow() *slots {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sl
+}
+
+// Handler is the HTTP API; usable before the model is loaded (/health says
+// 503 until then).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", s.instrument("chat", s.handleChat))
+	mux.HandleFunc("POST /v1/completions", s.instrument("completions", s.handleCompletions))
+	mux.HandleFunc("GET /v1/models", s.instrument("models", s.handleModels))
+	mux.HandleFunc("GET /health", s.instrument("health", s.handleHealth))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.met.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{Status: 404, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), Type: "invalid_request_error", Code: strp("not_found")})
+	})
+	return mux
+}
+
+// Run loads the model, serves ln until ctx is cancelled, then shuts down:
+// no new requests, in-flight ones get Grace to finish before they are
+// cancelled, then contexts and model are freed. It returns the load error,
+// if any, or the first error serving.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	s.log.Info("listening", "addr", "http://"+ln.Addr().String())
+
+	loadErr := s.load(ctx)
+	if loadErr != nil {
+		s.setState("error", loadErr.Error())
+	}
+
+	if loadErr == nil {
+		select {
+		case <-ctx.Done():
+		case err := <-serveErr:
+			s.shutdown(hs)
+			return fmt.Errorf("http: %w", err)
+		}
+	}
+	s.shutdown(hs)
+	return loadErr
+}
+
+func (s *Server) shutdown(hs *http.Server) {
+	s.log.Info("shutting down", "grace", s.cfg.Grace)
+	graceCtx, cancel := context.WithTimeout(context.Background(), s.cfg.Grace)
+	defer cancel()
+	if err := hs.Shutdown(graceCtx); err != nil {
+		// Grace is over: cancel generations, then wait for their handlers.
+		s.log.Warn("grace period over, cancelling in-flight requests")
+		s.cancel()
+		waitCtx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel2()
+		if err := hs.Shutdown(waitCtx); err != nil {
+			hs.Close()
+		}
+	}
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sl != nil {
+		s.sl.close()
+		s.sl = nil
+	}
+	if s.model != nil {
+		s.model.Close()
+		s.model = nil
+	}
+	s.log.Info("stopped; model and contexts freed")
+}
+
+func (s *Server) load(ctx context.Context) error {
+	t0 := time.Now()
+	m, err := llama.LoadModel(ctx, s.cfg.ModelPath, s.cfg.Model)
+	if err != nil {
+		return err
+	}
+	nctx := s.cfg.CtxSize
+	if nctx <= 0 {
+		nctx = min(2048, m.TrainCtx())
+	}
+	var ctxs []*llama.Context
+	for i := 0; i < s.cfg.Parallel; i++ {
+		c, err := m.NewContext(llama.ContextParams{NCtx: nctx, NBatch: s.cfg.Batch, Threads: s.cfg.Threads})
+		if err != nil {
+			for _, c := range ctxs {
+				c.Close()
+			}
+			m.Close()
+			return fmt.Errorf("model %s: slot %d: %w", s.cfg.ModelPath, i, err)
+		}
+		ctxs = append(ctxs, c)
+	}
+	took := time.Since(t0)
+	s.met.loadSeconds.Set(took.Seconds())
+	s.mu.Lock()
+	s.model, s.sl = m, newSlots(ctxs, s.cfg.Queue)
+	s.state, s.stateErr = "ok", ""
+	s.mu.Unlock()
+	s.log.Info("model loaded", "path", s.cfg.ModelPath, "desc", m.Desc(), "bytes", m.Size(),
+		"params", m.Params(), "slots", s.cfg.Parallel, "ctx", nctx, "seconds", took.Round(time.Millisecond).Seconds())
+	return nil
+}
+
+func (s *Server) setState(state, msg string) {
+	s.mu.Lock()
+	s.state, s.stateErr = state, msg
+	s.mu.Unlock()
+}
+
+// ready returns the model and slots, or a 503 while not serving.
+func (s *Server) ready() (*llama.Model, *slots, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != "ok" || s.model == nil {
+		msg := "model is loading"
+		if s.state == "error" {
+			msg = "model failed to load: " + s.stateErr
+		}
+		return nil, nil, &apiError{Status: 503, Message: msg, Type: "server_error", Code: strp("unavailable")}
+	}
+	return s.model, s.sl, nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	state, msg := s.state, s.stateErr
+	s.mu.Unlock()
+	body := map[string]any{"status": state}
+	if msg != "" {
+		body["error"] = msg
+	}
+	code := http.StatusOK
+	if state != "ok" {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, body)
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, modelList{Object: "list", Data: []modelObject{{
+		ID: s.cfg.ModelID, Object: "model", Created: s.started.Unix(), OwnedBy: "box",
+	}}})
+}
+
+// statusWriter records the status for the request counter.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = 200
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) instrument(endpoint string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			// Nothing a client sends may take the server down; a panic here is
+			// a bug, answered with 500 and logged.
+			if p := recover(); p != nil {
+				s.log.Error("handler panic", "endpoint", endpoint, "panic", p)
+				if sw.code == 0 {
+					writeError(sw, &apiError{Status: 500, Message: "internal error", Type: "server_error"})
+				}
+			}
+			code := sw.code
+			if code == 0 {
+				code = 200
+			}
+			s.met.requests.WithLabelValues(endpoint, fmt.Sprint(code)).Inc()
+		}()
+		h(sw, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, e.Status, map[string]*apiError{"error": e})
+}
+
+// asAPIError maps an error to its HTTP form.
+func asAPIError(err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, errQueueFull):
+		return &apiError{Status: 429, Message: err.Error(), Type: "rate_limit_error", Code: strp("rate_limit_exceeded")}
+	case errors.Is(err, llama.ErrPromptTooLong):
+		return badRequest("messages", "context_length_exceeded", "%v", err)
+	default:
+		return &apiError{Status: 500, Message: err.Error(), Type: "server_error"}
+	}
+}

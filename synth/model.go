@@ -1,0 +1,171 @@
+package synth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/boxproj/box/gguf"
+)
+
+// Build returns the gguf.File for c: metadata, vocabulary and tensor
+// descriptions whose data is generated while the file is written.
+//
+// Weights (token_embd and output included) are N(0, 1/sqrt(ne0)) in c.Type;
+// norm weights are F32 ones. Each row of each tensor draws from its own PCG
+// stream seeded from (c.Seed, tensor name, row), so the bytes depend only on
+// c, whatever the write concurrency.
+func Build(c Config) (*gguf.File, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	wt, _ := c.TensorType()
+	voc, err := NewVocab(c.Vocab)
+	if err != nil {
+		return nil, err
+	}
+	u32 := func(n int) gguf.Value { return gguf.Uint32(uint32(n)) }
+	f := &gguf.File{}
+	kv := f.AddKV
+	kv("general.architecture", gguf.String("llama"))
+	kv("general.name", gguf.String(c.ModelName()))
+	kv("general.file_type", gguf.Uint32(c.fileType()))
+	if wt == gguf.Q8_0 {
+		kv("general.quantization_version", gguf.Uint32(2))
+	}
+	kv(gguf.KeyAlignment, gguf.Uint32(gguf.DefaultAlignment))
+	kv("llama.context_length", u32(c.Ctx))
+	kv("llama.embedding_length", u32(c.Embd))
+	kv("llama.block_count", u32(c.Layers))
+	kv("llama.feed_forward_length", u32(c.FF))
+	kv("llama.attention.head_count", u32(c.Heads))
+	kv("llama.attention.head_count_kv", u32(c.KVHeads))
+	kv("llama.attention.layer_norm_rms_epsilon", gguf.Float32(1e-5))
+	kv("llama.rope.freq_base", gguf.Float32(10000))
+	kv("llama.rope.dimension_count", u32(c.HeadDim()))
+	kv("llama.vocab_size", u32(c.Vocab))
+	kv("tokenizer.ggml.model", gguf.String("llama"))
+	kv("tokenizer.ggml.pre", gguf.String("default"))
+	kv("tokenizer.ggml.tokens", gguf.Strings(voc.Tokens))
+	kv("tokenizer.ggml.scores", gguf.Float32s(voc.Scores))
+	kv("tokenizer.ggml.token_type", gguf.Int32s(voc.Types))
+	kv("tokenizer.ggml.bos_token_id", u32(BOSID))
+	kv("tokenizer.ggml.eos_token_id", u32(EOSID))
+	kv("tokenizer.ggml.unknown_token_id", u32(UnkID))
+	kv("tokenizer.ggml.eot_token_id", u32(ImEndID))
+	kv("tokenizer.ggml.add_bos_token", gguf.Bool(true))
+	kv("tokenizer.ggml.add_eos_token", gguf.Bool(false))
+	kv("tokenizer.chat_template", gguf.String(ChatTemplate))
+
+	E, V, F := uint64(c.Embd), uint64(c.Vocab), uint64(c.FF)
+	hd := uint64(c.HeadDim())
+	Q, KV := uint64(c.Heads)*hd, uint64(c.KVHeads)*hd
+	weight := func(name string, ne0, ne1 uint64) {
+		f.AddTensor(name, wt, []uint64{ne0, ne1}, newNormal(c.Seed, name, ne0))
+	}
+	norm := func(name string) { f.AddTensor(name, gguf.F32, []uint64{E}, gguf.Const(1)) }
+
+	weight("token_embd.weight", E, V)
+	for l := range c.Layers {
+		p := fmt.Sprintf("blk.%d.", l)
+		norm(p + "attn_norm.weight")
+		weight(p+"attn_q.weight", E, Q)
+		weight(p+"attn_k.weight", E, KV)
+		weight(p+"attn_v.weight", E, KV)
+		weight(p+"attn_output.weight", Q, E)
+		norm(p + "ffn_norm.weight")
+		weight(p+"ffn_gate.weight", E, F)
+		weight(p+"ffn_up.weight", E, F)
+		weight(p+"ffn_down.weight", F, E)
+	}
+	norm("output_norm.weight")
+	weight("output.weight", E, V)
+	return f, nil
+}
+
+// normal fills rows with N(0, 1/sqrt(ne0)) values from per-row PCG streams.
+type normal struct {
+	seed uint64 // per tensor
+	ne0  int64
+	std  float64
+}
+
+func newNormal(seed uint64, name string, ne0 uint64) normal {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return normal{seed: splitmix64(seed ^ splitmix64(h.Sum64())), ne0: int64(ne0), std: 1 / math.Sqrt(float64(ne0))}
+}
+
+func (n normal) Fill(off int64, dst []float32) error {
+	if off%n.ne0 != 0 || int64(len(dst))%n.ne0 != 0 {
+		return fmt.Errorf("range [%d,+%d) is not whole rows of %d", off, len(dst), n.ne0)
+	}
+	pcg := rand.NewPCG(0, 0)
+	r := rand.New(pcg)
+	for i := int64(0); i < int64(len(dst)); i += n.ne0 {
+		row := uint64((off + i) / n.ne0)
+		pcg.Seed(n.seed, splitmix64(n.seed+(row+1)*0x9e3779b97f4a7c15))
+		for j, out := i, dst[i:i+n.ne0]; j < i+n.ne0; j++ {
+			out[j-i] = float32(r.NormFloat64() * n.std)
+		}
+	}
+	return nil
+}
+
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// Write generates the model described by c into path, atomically (see
+// gguf.WriteFile), using all CPUs. opts are passed to gguf.WriteFile.
+func Write(ctx context.Context, path string, c Config, opts ...gguf.WriteOption) error {
+	f, err := Build(c)
+	if err != nil {
+		return err
+	}
+	return gguf.WriteFile(ctx, path, f, opts...)
+}
+
+// CacheName is the file name EnsureCached uses: <name>-<type>-s<seed>.gguf.
+func CacheName(c Config) string {
+	return fmt.Sprintf("%s-%s-s%d.gguf", c.ModelName(), c.Type, c.Seed)
+}
+
+// EnsureCached returns dir/CacheName(c), writing the model there first
+// unless a file of exactly the expected size already exists. dir is created
+// if needed. Concurrent callers are safe: each writes its own temporary file
+// and the rename is atomic.
+func EnsureCached(ctx context.Context, dir string, c Config, opts ...gguf.WriteOption) (string, error) {
+	f, err := Build(c)
+	if err != nil {
+		return "", err
+	}
+	want, err := f.Size()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, CacheName(c))
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.Mode().IsRegular() && st.Size() == want:
+		return path, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("synth: cache %s: %w", path, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("synth: cache dir: %w", err)
+	}
+	if err := gguf.WriteFile(ctx, path, f, opts...); err != nil {
+		return "", err
+	}
+	return path, nil
+}

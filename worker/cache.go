@@ -1,0 +1,82 @@
+package worker
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/boxproj/box/rpc"
+)
+
+// cache keeps large uploads on disk, named by their FNV-1a hash, so a head
+// that loads the same weights again can send hashes instead of data. Files
+// are written atomically and re-hashed when read; a file whose content does
+// not match its name (truncated, corrupt) is removed, never served.
+type cache struct {
+	dir string
+	log *slog.Logger
+}
+
+func openCache(dir string, log *slog.Logger) (*cache, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	// Temp files left by a crash mid-write are never valid entries.
+	if olds, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(olds) > 0 {
+		for _, f := range olds {
+			os.Remove(f)
+		}
+	}
+	return &cache{dir: dir, log: log}, nil
+}
+
+func (c *cache) path(hash uint64) string {
+	return filepath.Join(c.dir, fmt.Sprintf("%016x", hash))
+}
+
+// put stores data under its hash. Errors (a full disk) only cost the cache
+// entry: the upload itself already succeeded.
+func (c *cache) put(data []byte) {
+	hash := rpc.FNV1a64(data)
+	dst := c.path(hash)
+	if st, err := os.Stat(dst); err == nil && st.Size() == int64(len(data)) {
+		return
+	}
+	f, err := os.CreateTemp(c.dir, ".tmp-"+strconv.FormatUint(hash, 16)+"-*")
+	if err != nil {
+		c.log.Warn("cache write failed", "err", err)
+		return
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		c.log.Warn("cache write failed", "file", dst, "err", err)
+	}
+}
+
+// get returns the cached data for hash, if present and intact.
+func (c *cache) get(hash uint64) ([]byte, bool) {
+	p := c.path(hash)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, false
+	}
+	if uint64(len(data)) <= rpc.HashThreshold || rpc.FNV1a64(data) != hash {
+		c.log.Warn("cache file is corrupt or truncated; removed", "file", p, "bytes", len(data))
+		os.Remove(p)
+		return nil, false
+	}
+	return data, true
+}

@@ -1,0 +1,220 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/rpc"
+)
+
+func (c *conn) graphCompute(cmd rpc.Cmd, size uint64) error {
+	if size > c.w.cfg.MaxGraphBytes {
+		return violation(cmd, "size", "graph of %d bytes exceeds the %d-byte limit", size, c.w.cfg.MaxGraphBytes)
+	}
+	p := make([]byte, size)
+	if _, err := io.ReadFull(c.br, p); err != nil {
+		return err
+	}
+	req, err := rpc.DecodeGraphCompute(p, rpc.GraphLimits{MaxNodes: 1 << 20, MaxTensors: 1 << 20})
+	if err != nil {
+		return err
+	}
+	d, err := c.device(cmd, req.Device)
+	if err != nil {
+		return err
+	}
+	g, err := c.buildGraph(cmd, d, &req)
+	if err != nil {
+		return err
+	}
+	if old := c.graphs[d]; old != nil {
+		old.g.Free()
+	}
+	c.graphs[d] = g
+	return c.compute(cmd, d, g)
+}
+
+// buildGraph validates a whole graph message and rebuilds it for device d.
+// Only tensors reachable from the nodes are used (and validated).
+func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*storedGraph, error) {
+	if len(req.Nodes) == 0 {
+		return nil, violation(cmd, "graph", "graph has no nodes")
+	}
+	index := make(map[uint64]int, len(req.Tensors))
+	for i := range req.Tensors {
+		id := req.Tensors[i].ID
+		if id == 0 {
+			return nil, violation(cmd, "graph", "tensor %d has id 0", i)
+		}
+		if _, dup := index[id]; dup {
+			return nil, violation(cmd, "graph", "tensor id %#x appears twice", id)
+		}
+		index[id] = i
+	}
+
+	// Walk from the nodes through sources and views without recursion, so a
+	// long chain cannot exhaust a stack; order = first visit.
+	order := make([]int, 0, len(req.Tensors)) // wire index by spec index
+	specOf := make(map[int]int, len(req.Tensors))
+	visit := func(id uint64) (int, error) {
+		wi, ok := index[id]
+		if !ok {
+			return 0, violation(cmd, "graph", "tensor id %#x is referenced but not sent", id)
+		}
+		if si, seen := specOf[wi]; seen {
+			return si, nil
+		}
+		specOf[wi] = len(order)
+		order = append(order, wi)
+		return specOf[wi], nil
+	}
+	nodes := make([]int32, len(req.Nodes))
+	for i, id := range req.Nodes {
+		if id == 0 {
+			return nil, violation(cmd, "graph", "node %d has id 0", i)
+		}
+		si, err := visit(id)
+		if err != nil {
+			return nil, err
+		}
+		nodes[i] = int32(si)
+	}
+	specs := make([]ggml.TensorSpec, 0, len(order))
+	var bindings []*binding
+	for k := 0; k < len(order); k++ { // order grows as sources are found
+		t := &req.Tensors[order[k]]
+		spec, b, _, err := c.resolveTensor(cmd, t, true)
+		if err != nil {
+			return nil, err
+		}
+		for j, sid := range t.Src {
+			if sid == 0 {
+				continue
+			}
+			si, err := visit(sid)
+			if err != nil {
+				return nil, err
+			}
+			spec.Src[j] = int32(si)
+		}
+		if t.ViewSrc != 0 {
+			si, err := visit(t.ViewSrc)
+			if err != nil {
+				return nil, err
+			}
+			spec.ViewSrc = int32(si)
+		}
+		specs = append(specs, spec)
+		bindings = append(bindings, b)
+	}
+	if cyclic(specs) {
+		return nil, violation(cmd, "graph", "tensor sources form a cycle")
+	}
+
+	// Shape rules for nodes, and index tensors to check before compute.
+	produced := make(map[int32]bool, len(nodes))
+	for _, n := range nodes {
+		produced[n] = true
+	}
+	var checks []indexCheck
+	for _, n := range nodes {
+		t := &req.Tensors[order[n]]
+		var srcs [10]*rpc.Tensor
+		for j := range srcs {
+			if s := specs[n].Src[j]; s >= 0 {
+				srcs[j] = &req.Tensors[order[s]]
+			}
+		}
+		if err := checkOp(t, srcs); err != nil {
+			return nil, violation(cmd, "op", "node %q: %v", t.NameString(), err)
+		}
+		var idx int32 = -1
+		var limit uint64
+		switch t.Op {
+		case opGetRows:
+			idx, limit = specs[n].Src[1], uint64(srcs[0].NE[1])
+		case opSetRows:
+			idx, limit = specs[n].Src[1], uint64(t.NE[1])
+		}
+		if idx >= 0 && !produced[idx] {
+			it := &req.Tensors[order[idx]]
+			if nelements(it) > 0 {
+				checks = append(checks, indexCheck{b: bindings[idx], offset: specs[idx].Offset, ne: it.NE, nb: it.NB,
+					wide: it.Type == typeI64, limit: limit})
+			}
+		}
+	}
+	g, err := c.w.backends[d].BuildGraph(specs, nodes)
+	if err != nil {
+		var unsup ggml.ErrUnsupported
+		if errors.As(err, &unsup) {
+			t := &req.Tensors[order[nodes[unsup.Node]]]
+			return nil, violation(cmd, "op", "node %q: op %d is not supported by device %s", t.NameString(), t.Op, c.w.backends[d].Device.Name)
+		}
+		return nil, fmt.Errorf("build graph: %w", err)
+	}
+	return &storedGraph{g: g, indexes: checks}, nil
+}
+
+// cyclic reports whether the src/view_src links of specs contain a cycle.
+func cyclic(specs []ggml.TensorSpec) bool {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]uint8, len(specs))
+	type frame struct{ i, next int }
+	for root := range specs {
+		if color[root] != white {
+			continue
+		}
+		stack := []frame{{root, 0}}
+		color[root] = grey
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			s := &specs[f.i]
+			if f.next > 10 {
+				color[f.i] = black
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			var dep int32
+			if f.next < 10 {
+				dep = s.Src[f.next]
+			} else {
+				dep = s.ViewSrc
+			}
+			f.next++
+			if dep < 0 {
+				continue
+			}
+			switch color[dep] {
+			case grey:
+				return true
+			case white:
+				color[dep] = grey
+				stack = append(stack, frame{int(dep), 0})
+			}
+		}
+	}
+	return false
+}
+
+// compute runs a stored graph on device d, one graph at a time per device.
+func (c *conn) compute(cmd rpc.Cmd, d int, g *storedGraph) error {
+	be := c.w.backends[d]
+	be.Lock()
+	defer be.Unlock()
+	for _, ic := range g.indexes {
+		if err := ic.verify(); err != nil {
+			return violation(cmd, "index", "%v", err)
+		}
+	}
+	if err := be.Compute(g.g); err != nil {
+		return violation(cmd, "compute", "%v", err)
+	}
+	return nil
+}

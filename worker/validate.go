@@ -1,0 +1,330 @@
+package worker
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+
+	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/rpc"
+)
+
+// ggml op numbers at protocol 3.6.0 (ggml-rpc-protocol.md, appendix A) that
+// the validator knows by name.
+const (
+	opNone       = 0
+	opDup        = 1
+	opAdd        = 2
+	opAddID      = 3
+	opSub        = 6
+	opMul        = 7
+	opDiv        = 8
+	opSqr        = 9
+	opSqrt       = 10
+	opNorm       = 24
+	opRmsNorm    = 25
+	opMulMat     = 29
+	opMulMatID   = 30
+	opScale      = 32
+	opCpy        = 34
+	opCont       = 35
+	opReshape    = 36
+	opView       = 37
+	opPermute    = 38
+	opTranspose  = 39
+	opGetRows    = 40
+	opSetRows    = 42
+	opSoftMax    = 46
+	opRope       = 48
+	opFlashAttn  = 73
+	opUnary      = 85
+	opMapCustom1 = 86
+	opCustom     = 89
+	opGlu        = 94
+
+	unaryCount = 22
+	gluCount   = 6
+
+	typeF32 = 0
+	typeI32 = 26
+	typeI64 = 27
+
+	// Flags known at 3.6.0; bit 16 (COMPUTE) comes from newer clients and
+	// means nothing to this ggml, so it is dropped.
+	knownFlags = 1 | 2 | 4 | 8
+)
+
+// violation is a protocol error that closes the connection.
+func violation(cmd rpc.Cmd, kind, format string, args ...any) *rpc.ProtocolError {
+	return &rpc.ProtocolError{Cmd: cmd, Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// extent is the number of bytes from a tensor's data pointer that ggml may
+// touch: ggml_nbytes, widened to contiguous rows, because many kernels read
+// a row as ne[0] packed elements whatever nb[0] says.
+func extent(t *rpc.Tensor, blck, tsize uint64) (uint64, bool) {
+	for _, n := range t.NE {
+		if n == 0 {
+			return 0, true
+		}
+	}
+	var ggmlN, rows uint64
+	var carry uint64
+	add := func(acc *uint64, v uint64) {
+		var c uint64
+		*acc, c = bits.Add64(*acc, v, 0)
+		carry |= c
+	}
+	mul := func(a, b uint64) uint64 {
+		hi, lo := bits.Mul64(a, b)
+		carry |= hi
+		return lo
+	}
+	ne0, nb0 := uint64(t.NE[0]), uint64(t.NB[0])
+	if blck == 1 {
+		add(&ggmlN, tsize)
+		add(&ggmlN, mul(ne0-1, nb0))
+	} else {
+		add(&ggmlN, mul(ne0, nb0)/blck)
+	}
+	add(&rows, mul(ne0/blck, tsize))
+	for i := 1; i < 4; i++ {
+		step := mul(uint64(t.NE[i])-1, uint64(t.NB[i]))
+		add(&ggmlN, step)
+		add(&rows, step)
+	}
+	return max(ggmlN, rows), carry == 0
+}
+
+// resolveTensor validates one wire tensor against the connection's buffers
+// and turns it into a spec whose data lies inside a buffer it owns.
+func (c *conn) resolveTensor(cmd rpc.Cmd, t *rpc.Tensor, needBuffer bool) (ggml.TensorSpec, *binding, uint64, error) {
+	spec := ggml.TensorSpec{ViewSrc: -1}
+	for i := range spec.Src {
+		spec.Src[i] = -1
+	}
+	blck, tsize, ok := rpc.TypeInfo(t.Type)
+	if !ok {
+		return spec, nil, 0, violation(cmd, "type", "tensor %q: type %d is not a ggml type at protocol 3.6.0", t.NameString(), t.Type)
+	}
+	if t.NE[0]%uint32(blck) != 0 {
+		return spec, nil, 0, violation(cmd, "shape", "tensor %q: ne[0]=%d is not a multiple of the block size %d", t.NameString(), t.NE[0], blck)
+	}
+	if t.Op >= rpc.OpCount {
+		return spec, nil, 0, violation(cmd, "op", "tensor %q: op %d out of range", t.NameString(), t.Op)
+	}
+	n, ok := extent(t, uint64(blck), uint64(tsize))
+	if !ok {
+		return spec, nil, 0, violation(cmd, "shape", "tensor %q: size overflows", t.NameString())
+	}
+	var b *binding
+	if t.Buffer != 0 {
+		b = c.buffers[t.Buffer]
+		if b == nil {
+			return spec, nil, 0, violation(cmd, "buffer", "tensor %q names buffer %#x, which this connection does not own", t.NameString(), t.Buffer)
+		}
+		if t.Data < b.vbase || t.Data-b.vbase > b.size || n > b.size-(t.Data-b.vbase) {
+			return spec, nil, 0, violation(cmd, "range", "tensor %q: %d bytes at %#x lie outside its buffer [%#x, %#x)", t.NameString(), n, t.Data, b.vbase, b.vbase+b.size)
+		}
+		spec.Buffer = b.buf
+		spec.Offset = t.Data - b.vbase
+	} else {
+		if t.Data != 0 {
+			return spec, nil, 0, violation(cmd, "buffer", "tensor %q has a data address but no buffer", t.NameString())
+		}
+		if needBuffer {
+			return spec, nil, 0, violation(cmd, "buffer", "tensor %q has no buffer", t.NameString())
+		}
+	}
+	spec.Type = t.Type
+	for d := 0; d < 4; d++ {
+		spec.NE[d] = int64(t.NE[d])
+		spec.NB[d] = uint64(t.NB[d])
+	}
+	spec.Op = t.Op
+	spec.OpParams = t.OpParams
+	spec.Flags = t.Flags & knownFlags
+	spec.ViewOffs = t.ViewOffs
+	spec.Name = t.Name
+	return spec, b, n, nil
+}
+
+func nelements(t *rpc.Tensor) uint64 {
+	return uint64(t.NE[0]) * uint64(t.NE[1]) * uint64(t.NE[2]) * uint64(t.NE[3])
+}
+
+func sameShape(a, b *rpc.Tensor) bool { return a.NE == b.NE }
+
+// canRepeat reports whether b broadcasts over a (ggml_can_repeat(b, a)).
+func canRepeat(b, a *rpc.Tensor) bool {
+	for d := 0; d < 4; d++ {
+		if b.NE[d] == 0 || a.NE[d]%b.NE[d] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func opParam(t *rpc.Tensor, i int) int32 { return int32(binary.LittleEndian.Uint32(t.OpParams[4*i:])) }
+
+// checkOp re-checks the shape rules ggml's op constructors enforce, for the
+// ops llama graphs use, so that a hand-made node cannot reach a kernel's
+// assertion (which would abort the whole worker). src[i] is nil when absent.
+func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
+	need := func(n int) error {
+		for i := 0; i < n; i++ {
+			if src[i] == nil {
+				return fmt.Errorf("op %d needs source %d", t.Op, i)
+			}
+		}
+		return nil
+	}
+	bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
+	switch t.Op {
+	case opMapCustom1, opMapCustom1 + 1, opMapCustom1 + 2, opCustom:
+		return bad("custom ops carry function pointers and are refused")
+	case opAdd, opSub, opMul, opDiv:
+		if err := need(2); err != nil {
+			return err
+		}
+		if !sameShape(t, src[0]) || !canRepeat(src[1], src[0]) {
+			return bad("binary op %d: shapes %v, %v -> %v do not broadcast", t.Op, src[0].NE, src[1].NE, t.NE)
+		}
+	case opSqr, opSqrt, opNorm, opRmsNorm, opScale, opSoftMax:
+		if err := need(1); err != nil {
+			return err
+		}
+		if !sameShape(t, src[0]) {
+			return bad("op %d: result %v differs from source %v", t.Op, t.NE, src[0].NE)
+		}
+		if t.Op == opSoftMax && src[1] != nil && (src[1].NE[0] != src[0].NE[0] || src[1].NE[1] < src[0].NE[1]) {
+			return bad("soft_max: mask %v does not cover %v", src[1].NE, src[0].NE)
+		}
+	case opUnary:
+		if err := need(1); err != nil {
+			return err
+		}
+		if u := opParam(t, 0); u < 0 || u >= unaryCount {
+			return bad("unary op %d out of range", u)
+		}
+		if nelements(t) != nelements(src[0]) {
+			return bad("unary: %v vs %v", t.NE, src[0].NE)
+		}
+	case opGlu:
+		if err := need(1); err != nil {
+			return err
+		}
+		if g := opParam(t, 0); g < 0 || g >= gluCount {
+			return bad("glu op %d out of range", g)
+		}
+		if src[1] != nil && !sameShape(src[0], src[1]) {
+			return bad("glu: halves %v and %v differ", src[0].NE, src[1].NE)
+		}
+		if src[1] == nil && t.NE[0]*2 != src[0].NE[0] || src[1] != nil && t.NE[0] != src[0].NE[0] {
+			return bad("glu: result width %d does not match source %d", t.NE[0], src[0].NE[0])
+		}
+	case opMulMat:
+		if err := need(2); err != nil {
+			return err
+		}
+		a, b := src[0], src[1]
+		if a.NE[0] != b.NE[0] || a.NE[2] == 0 || a.NE[3] == 0 || b.NE[2]%a.NE[2] != 0 || b.NE[3]%a.NE[3] != 0 {
+			return bad("mul_mat: %v x %v", a.NE, b.NE)
+		}
+		if t.NE != [4]uint32{a.NE[1], b.NE[1], b.NE[2], b.NE[3]} || t.Type != typeF32 {
+			return bad("mul_mat: result %v type %d, want %v f32", t.NE, t.Type, [4]uint32{a.NE[1], b.NE[1], b.NE[2], b.NE[3]})
+		}
+		if _, ts, _ := rpc.TypeInfo(a.Type); uint32(ts) != a.NB[0] {
+			return bad("mul_mat: rows of the first source are not contiguous")
+		}
+	case opGetRows:
+		if err := need(2); err != nil {
+			return err
+		}
+		if src[1].Type != typeI32 || t.NE[0] != src[0].NE[0] || t.NE[1] != src[1].NE[0] || t.Type != typeF32 && t.Type != src[0].Type && t.Type != typeI32 {
+			return bad("get_rows: %v rows %v -> %v", src[0].NE, src[1].NE, t.NE)
+		}
+	case opSetRows:
+		if err := need(2); err != nil {
+			return err
+		}
+		if src[1].Type != typeI32 && src[1].Type != typeI64 || t.NE[0] != src[0].NE[0] || src[0].NE[1] != src[1].NE[0] {
+			return bad("set_rows: %v into %v by %v", src[0].NE, t.NE, src[1].NE)
+		}
+	case opRope:
+		if err := need(2); err != nil {
+			return err
+		}
+		if src[1].Type != typeI32 || src[1].NE[0] < src[0].NE[2] || !sameShape(t, src[0]) {
+			return bad("rope: %v with positions %v", src[0].NE, src[1].NE)
+		}
+	case opCpy:
+		if err := need(2); err != nil {
+			return err
+		}
+		if nelements(src[0]) != nelements(src[1]) {
+			return bad("cpy: %v into %v", src[0].NE, src[1].NE)
+		}
+	case opDup, opCont:
+		if err := need(1); err != nil {
+			return err
+		}
+		if nelements(t) != nelements(src[0]) {
+			return bad("cont: %v from %v", t.NE, src[0].NE)
+		}
+	case opReshape, opView, opPermute, opTranspose:
+		if err := need(1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexCheck is a GET_ROWS/SET_ROWS index tensor that is an input of the
+// graph (not computed in it): its values are checked before every compute,
+// since the CPU kernels assert that each index is in range.
+type indexCheck struct {
+	b      *binding
+	offset uint64
+	ne     [4]uint32
+	nb     [4]uint32
+	wide   bool   // i64
+	limit  uint64 // exclusive
+}
+
+func (ic indexCheck) verify() error {
+	if !ic.b.buf.IsHost() {
+		return nil // device kernels do not abort the process
+	}
+	// The tensor's extent was checked against the buffer when the graph
+	// was accepted, and buffers of a stored graph cannot be freed under it.
+	var ext uint64
+	for d := 0; d < 4; d++ {
+		ext += uint64(ic.ne[d]-1) * uint64(ic.nb[d])
+	}
+	if ic.wide {
+		ext += 8
+	} else {
+		ext += 4
+	}
+	data := ic.b.buf.HostBytes(ic.offset, ext)
+	for i3 := uint64(0); i3 < uint64(ic.ne[3]); i3++ {
+		for i2 := uint64(0); i2 < uint64(ic.ne[2]); i2++ {
+			for i1 := uint64(0); i1 < uint64(ic.ne[1]); i1++ {
+				for i0 := uint64(0); i0 < uint64(ic.ne[0]); i0++ {
+					o := i0*uint64(ic.nb[0]) + i1*uint64(ic.nb[1]) + i2*uint64(ic.nb[2]) + i3*uint64(ic.nb[3])
+					var v int64
+					if ic.wide {
+						v = int64(binary.LittleEndian.Uint64(data[o:]))
+					} else {
+						v = int64(int32(binary.LittleEndian.Uint32(data[o:])))
+					}
+					if v < 0 || uint64(v) >= ic.limit {
+						return fmt.Errorf("row index %d at [%d,%d,%d,%d] is outside [0, %d)", v, i0, i1, i2, i3, ic.limit)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -48,6 +48,8 @@ type conn struct {
 	state   string // handshake, serving, closed
 	graphs  []*storedGraph
 
+	violationKind string
+
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	scratch []byte
@@ -69,15 +71,19 @@ func (c *conn) close(why string) {
 
 func (c *conn) serve() {
 	reason, detail := c.loop()
+	kind := ""
+	if reason == "violation" {
+		kind = c.violationKind
+	}
 	if why := c.closeWhy.Load(); why != nil {
 		reason = *why
 	}
 	c.nc.Close()
-	c.finish(reason, detail)
+	c.finish(reason, detail, kind)
 }
 
 // finish frees everything the connection holds and records why it ended.
-func (c *conn) finish(reason, detail string) {
+func (c *conn) finish(reason, detail, violationKind string) {
 	w := c.w
 	c.mu.Lock()
 	c.state = "closed"
@@ -99,7 +105,7 @@ func (c *conn) finish(reason, detail string) {
 	if leak {
 		kind = "leaked"
 	}
-	w.events.add(Event{Kind: kind, Conn: c.id, Peer: c.peer, Reason: reason, Detail: detail, Buffers: n, Bytes: bytes})
+	w.events.add(Event{Kind: kind, Conn: c.id, Peer: c.peer, Reason: reason, Detail: detail, Violation: violationKind, Buffers: n, Bytes: bytes})
 	log := w.log.Info
 	if reason == "violation" || reason == "dead-peer" || reason == "error" {
 		log = w.log.Warn
@@ -165,7 +171,7 @@ func (c *conn) loop() (string, string) {
 			var pe *rpc.ProtocolError
 			if errors.As(err, &pe) {
 				c.w.met.protoErrors.WithLabelValues(pe.Kind).Inc()
-				c.w.events.add(Event{Kind: "violation", Conn: c.id, Peer: c.peer, Detail: pe.Error()})
+				c.violationKind = pe.Kind
 				return "violation", pe.Error()
 			}
 			return classify(err)

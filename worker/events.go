@@ -16,6 +16,9 @@ type Event struct {
 	Buffers int       `json:"buffers,omitempty"`
 	Bytes   uint64    `json:"bytes,omitempty"`
 	Detail  string    `json:"detail,omitempty"`
+	// Violation is the protocol error's kind (size, device, type, buffer,
+	// range, graph, op, index, hello, command, ...) when Reason is violation.
+	Violation string `json:"violation,omitempty"`
 }
 
 // eventLog is a ring of recent events with live subscribers.

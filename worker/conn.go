@@ -189,8 +189,10 @@ func classify(err error) (string, string) {
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "closed", ""
-	case errors.Is(err, syscall.ETIMEDOUT):
-		return "dead-peer", "keepalive or user timeout: " + err.Error()
+	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		// Only keepalive probes (or unacknowledged writes) find these on an
+		// otherwise quiet connection: the peer's host is gone.
+		return "dead-peer", "keepalive: " + err.Error()
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		return "idle", "no message within --idle-timeout"
 	case errors.Is(err, io.ErrUnexpectedEOF):

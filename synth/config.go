@@ -129,7 +129,7 @@ func (c Config) Validate() error {
 	rng("ctx", c.Ctx, 1, MaxCtx)
 	okV := rng("vocab", c.Vocab, MinVocab, MaxVocab)
 	if c.Vocab < MinVocab {
-		errs[len(errs)-1] = fmt.Sprintf("vocab = %d is below the minimum %d (3 specials + 256 byte tokens + 2 chat tokens)", c.Vocab, MinVocab)
+		errs[len(errs)-1] = fmt.Sprintf("vocab = %d is below the minimum %d (3 specials, 256 byte tokens, 2 chat tokens and \"▁\")", c.Vocab, MinVocab)
 	}
 	if okE && okH {
 		if c.Embd%c.Heads != 0 {

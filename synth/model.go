@@ -61,6 +61,10 @@ func Build(c Config) (*gguf.File, error) {
 	kv("tokenizer.ggml.eot_token_id", u32(ImEndID))
 	kv("tokenizer.ggml.add_bos_token", gguf.Bool(true))
 	kv("tokenizer.ggml.add_eos_token", gguf.Bool(false))
+	// No implicit leading "▁": text then round-trips exactly through
+	// tokenize + concatenated pieces (an SPM prefix space would come back
+	// as a leading " " unless the caller strips it).
+	kv("tokenizer.ggml.add_space_prefix", gguf.Bool(false))
 	kv("tokenizer.chat_template", gguf.String(ChatTemplate))
 
 	E, V, F := uint64(c.Embd), uint64(c.Vocab), uint64(c.FF)

@@ -35,9 +35,9 @@ func TestPresets(t *testing.T) {
 		params int64
 		size   int64
 	}{
-		{"tiny", Config{Layers: 2, Embd: 128, Heads: 4, KVHeads: 2, FF: 352, Ctx: 512, Vocab: MinVocab, Type: "f32", Seed: 1, Name: "synth-tiny"}, 436096, 1752672},
+		{"tiny", Config{Layers: 2, Embd: 128, Heads: 4, KVHeads: 2, FF: 352, Ctx: 512, Vocab: MinVocab, Type: "f32", Seed: 1, Name: "synth-tiny"}, 436352, 1753760},
 		// 835.78 M params and 889 MB, as in docs/engine-notes.md §2.
-		{"1b", Config{Layers: 16, Embd: 2048, Heads: 32, KVHeads: 4, FF: 5632, Ctx: 2048, Vocab: 32000, Type: "q8_0", Seed: 1, Name: "synth-1b"}, 835782656, 888875040},
+		{"1b", Config{Layers: 16, Embd: 2048, Heads: 32, KVHeads: 4, FF: 5632, Ctx: 2048, Vocab: 32000, Type: "q8_0", Seed: 1, Name: "synth-1b"}, 835782656, 888875104},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestValidate(t *testing.T) {
 		{"zero kv heads", func(c *Config) { c.KVHeads = 0 }, "kv heads = 0"},
 		{"zero ff", func(c *Config) { c.FF = 0 }, "ff = 0"},
 		{"zero ctx", func(c *Config) { c.Ctx = 0 }, "ctx = 0"},
-		{"small vocab", func(c *Config) { c.Vocab = 259 }, "vocab = 259 is below the minimum 261"},
+		{"small vocab", func(c *Config) { c.Vocab = 261 }, "vocab = 261 is below the minimum 262"},
 		{"huge vocab", func(c *Config) { c.Vocab = 1 << 30 }, "vocab = 1073741824"},
 		{"absurd layers", func(c *Config) { c.Layers = 100000 }, "layers = 100000"},
 		{"too many params", func(c *Config) { c.Layers = 256; c.Embd = 16384; c.Heads = 128; c.KVHeads = 128; c.FF = 65536 }, "parameters exceed the limit"},
@@ -120,7 +120,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestVocab(t *testing.T) {
-	for _, n := range []int{MinVocab, 262, 1000, 32000, MaxVocab} {
+	for _, n := range []int{MinVocab, 263, 1000, 32000, MaxVocab} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			v, err := NewVocab(n)
 			if err != nil {
@@ -153,6 +153,7 @@ func TestVocab(t *testing.T) {
 			}{
 				{UnkID, "<unk>", TokenUnknown}, {BOSID, "<s>", TokenControl}, {EOSID, "</s>", TokenControl},
 				{ImStartID, "<|im_start|>", TokenControl}, {ImEndID, "<|im_end|>", TokenControl},
+				{SpaceID, "▁", TokenNormal},
 			}
 			for _, f := range fixed {
 				if v.Tokens[f.id] != f.piece || v.Types[f.id] != f.typ || v.Scores[f.id] != 0 {
@@ -164,7 +165,7 @@ func TestVocab(t *testing.T) {
 					t.Errorf("id %d score %g, want 0", id, v.Scores[id])
 				}
 			}
-			for id := MinVocab; id < n; id++ {
+			for id := SpaceID; id < n; id++ {
 				if v.Types[id] != TokenNormal {
 					t.Fatalf("id %d type %d", id, v.Types[id])
 				}
@@ -264,6 +265,7 @@ func TestTinyFile(t *testing.T) {
 		"tokenizer.ggml.eot_token_id":            parser.GGUFMetadataValueTypeUint32,
 		"tokenizer.ggml.add_bos_token":           parser.GGUFMetadataValueTypeBool,
 		"tokenizer.ggml.add_eos_token":           parser.GGUFMetadataValueTypeBool,
+		"tokenizer.ggml.add_space_prefix":        parser.GGUFMetadataValueTypeBool,
 		"tokenizer.chat_template":                parser.GGUFMetadataValueTypeString,
 	}
 	kvs := gf.Header.MetadataKV
@@ -537,7 +539,7 @@ func TestOneBShape(t *testing.T) {
 		t.Errorf("attn_k = %s %v %v", tn.Name, tn.Dims, tn.Type)
 	}
 	l, err := f.Layout()
-	if err != nil || l.Size != 888875040 || l.DataStart%32 != 0 {
+	if err != nil || l.Size != 888875104 || l.DataStart%32 != 0 {
 		t.Errorf("layout size %d start %d err %v", l.Size, l.DataStart, err)
 	}
 }

@@ -20,9 +20,10 @@ const (
 	FirstByte  = 3               // <0x00>
 	ImStartID  = FirstByte + 256 // <|im_start|>
 	ImEndID    = ImStartID + 1   // <|im_end|>, also the end-of-turn token
-	MinVocab   = ImEndID + 1     // 261
-	firstPiece = MinVocab        // first NORMAL token
-	spaceMark  = "\u2581"        // SentencePiece's visible space "▁"
+	SpaceID    = ImEndID + 1     // "▁", the first NORMAL token
+	MinVocab   = SpaceID + 1     // 262
+	firstPiece = SpaceID
+	spaceMark  = "\u2581" // SentencePiece's visible space "▁"
 	chatML     = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
@@ -54,11 +55,13 @@ var commonWords = []string{
 // NewVocab builds the deterministic vocabulary of n tokens (n >= MinVocab):
 //
 //	0 <unk> (UNKNOWN), 1 <s>, 2 </s> (CONTROL), 3..258 <0x00>..<0xFF> (BYTE),
-//	259 <|im_start|>, 260 <|im_end|> (CONTROL),
+//	259 <|im_start|>, 260 <|im_end|> (CONTROL), 261 "▁" (NORMAL),
 //
-// then NORMAL pieces: "▁", printable ASCII, "▁"+letter or digit, "▁"+common
-// words, two-letter, "▁"+two-letter, three-letter, "▁"+three-letter and
-// four-letter lowercase pieces, all distinct. NORMAL scores decrease with the
+// "▁" is part of the minimum vocabulary: without it a space would become the
+// three byte tokens of U+2581, which detokenize to a literal "▁" instead of a
+// space. Larger vocabularies continue with NORMAL pieces: printable ASCII,
+// "▁"+letter or digit, "▁"+common words, two-letter, "▁"+two-letter,
+// three-letter, "▁"+three-letter and four-letter lowercase pieces, all distinct. NORMAL scores decrease with the
 // id (shorter, earlier pieces score higher); the others score 0.
 func NewVocab(n int) (*Vocab, error) {
 	if n < MinVocab || n > MaxVocab {

@@ -112,7 +112,14 @@ func (c *Context) Decode(toks []Token) error {
 		dst[i] = C.llama_token(t)
 	}
 	batch := C.llama_batch_get_one(c.toks, C.int32_t(len(toks)))
-	switch rc := C.llama_decode(c.c, batch); rc {
+	rc := C.llama_decode(c.c, batch)
+	if c.model.check != nil {
+		// A remote device's failure shows here, whatever llama_decode said.
+		if err := c.model.check(); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+	}
+	switch rc {
 	case 0:
 		return nil
 	case 1:

@@ -41,6 +41,10 @@ type ModelParams struct {
 	NoMmap bool
 	// Progress, when set, is called as weights load (0..1).
 	Progress func(float32)
+	// Check, when set, reports failures of devices that cannot return an
+	// error through ggml (remote workers). It is consulted after loading
+	// and after every decode.
+	Check func() error
 }
 
 // Model is a loaded GGUF model. Close frees it; contexts made from it must be
@@ -51,6 +55,7 @@ type Model struct {
 	m     *C.struct_llama_model
 	vocab *C.struct_llama_vocab
 	once  sync.Once
+	check func() error
 }
 
 // loadMu serialises loads so that the log lines captured for an error belong
@@ -142,9 +147,21 @@ func LoadModel(ctx context.Context, path string, p ModelParams) (*Model, error) 
 		if err := ctx.Err(); err != nil {
 			return nil, &LoadError{Path: path, Reason: "cancelled: " + err.Error()}
 		}
+		if p.Check != nil {
+			if err := p.Check(); err != nil {
+				return nil, &LoadError{Path: path, Reason: err.Error()}
+			}
+		}
 		return nil, &LoadError{Path: path, Reason: loadReason(lines)}
 	}
-	return &Model{Path: path, m: m, vocab: C.llama_model_get_vocab(m)}, nil
+	model := &Model{Path: path, m: m, vocab: C.llama_model_get_vocab(m), check: p.Check}
+	if p.Check != nil {
+		if err := p.Check(); err != nil {
+			model.Close()
+			return nil, &LoadError{Path: path, Reason: err.Error()}
+		}
+	}
+	return model, nil
 }
 
 type loadProgress struct {

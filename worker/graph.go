@@ -109,8 +109,8 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 		specs = append(specs, spec)
 		bindings = append(bindings, b)
 	}
-	if cyclic(specs) {
-		return nil, violation(cmd, "graph", "tensor sources form a cycle")
+	if at := cyclic(specs); at >= 0 {
+		return nil, violation(cmd, "graph", "tensor sources form a cycle through %q", req.Tensors[order[at]].NameString())
 	}
 
 	// Shape rules for nodes, and index tensors to check before compute.
@@ -158,8 +158,9 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 	return &storedGraph{g: g, indexes: checks}, nil
 }
 
-// cyclic reports whether the src/view_src links of specs contain a cycle.
-func cyclic(specs []ggml.TensorSpec) bool {
+// cyclic returns the index of a tensor on a cycle of src/view_src links,
+// or -1.
+func cyclic(specs []ggml.TensorSpec) int {
 	const (
 		white = iota
 		grey
@@ -188,19 +189,21 @@ func cyclic(specs []ggml.TensorSpec) bool {
 				dep = s.ViewSrc
 			}
 			f.next++
-			if dep < 0 {
+			// ggml_cast makes a CPY node its own second source (the
+			// destination); a self-reference is how ggml says that.
+			if dep < 0 || int(dep) == f.i {
 				continue
 			}
 			switch color[dep] {
 			case grey:
-				return true
+				return int(dep)
 			case white:
 				color[dep] = grey
 				stack = append(stack, frame{int(dep), 0})
 			}
 		}
 	}
-	return false
+	return -1
 }
 
 // compute runs a stored graph on device d, one graph at a time per device.

@@ -1,0 +1,420 @@
+// Package remote makes the devices of box workers (or any ggml RPC 3.6.0
+// server) ggml devices of this process, so llama.cpp can place layers on
+// them. The wire protocol is package rpc's; this package is the ggml
+// backend glue. A transport failure never aborts the process: the node is
+// marked failed, its operations turn into no-ops, and the error surfaces
+// through Err (checked by the engine after every decode) and /health.
+package remote
+
+/*
+#include <stdlib.h>
+#include "glue.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/cgo"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/boxproj/box/rpc"
+)
+
+// Node is one worker endpoint: its connection and its devices.
+type Node struct {
+	Addr  string
+	log   *slog.Logger
+	dopts []rpc.DialOption
+
+	mu      sync.Mutex // serialises use of client (ggml and the heartbeat)
+	client  *rpc.Client
+	devices []*Device
+	lastUse time.Time
+
+	failed  atomic.Pointer[error]
+	bytes   atomic.Int64 // bytes in live buffers on this node
+	buffers atomic.Int64
+}
+
+// Device is one device of a node, registered with ggml as Name.
+type Device struct {
+	Node   *Node
+	Index  uint32
+	Name   string // ggml device name: RPC[host:port]#N
+	handle cgo.Handle
+}
+
+// NodeError says which node failed and how.
+type NodeError struct {
+	Addr string
+	Err  error
+}
+
+func (e *NodeError) Error() string { return fmt.Sprintf("worker %s: %v", e.Addr, e.Err) }
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// registry remembers the ggml devices made per endpoint: ggml cannot
+// unregister them, so a reconnect reuses them.
+var registry struct {
+	sync.Mutex
+	nodes map[string]*Node
+}
+
+// Connect dials addr, learns its devices and registers them with ggml (once
+// per process and address; a later Connect to the same address reconnects
+// the same Node).
+func Connect(ctx context.Context, addr string, log *slog.Logger, opts ...rpc.DialOption) (*Node, error) {
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.nodes == nil {
+		registry.nodes = map[string]*Node{}
+	}
+	if n := registry.nodes[addr]; n != nil {
+		if err := n.Reconnect(ctx); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
+	n := &Node{Addr: addr, log: log, dopts: opts}
+	c, err := rpc.Dial(ctx, addr, opts...)
+	if err != nil {
+		return nil, &NodeError{Addr: addr, Err: err}
+	}
+	count, err := c.DeviceCount(ctx)
+	if err == nil && (count == 0 || count > 64) {
+		err = fmt.Errorf("worker reports %d devices", count)
+	}
+	if err != nil {
+		c.Close()
+		return nil, &NodeError{Addr: addr, Err: err}
+	}
+	handles := make([]C.uintptr_t, count)
+	var names, descs []*C.char
+	aligns := make([]C.size_t, count)
+	maxes := make([]C.size_t, count)
+	for i := uint32(0); i < count; i++ {
+		al, err1 := c.GetAlignment(ctx, i)
+		mx, err2 := c.GetMaxSize(ctx, i)
+		if err := errors.Join(err1, err2); err != nil {
+			c.Close()
+			return nil, &NodeError{Addr: addr, Err: err}
+		}
+		d := &Device{Node: n, Index: i, Name: fmt.Sprintf("RPC[%s]#%d", addr, i)}
+		d.handle = cgo.NewHandle(d) // lives as long as the ggml device: the process
+		n.devices = append(n.devices, d)
+		handles[i] = C.uintptr_t(d.handle)
+		names = append(names, C.CString(d.Name))
+		descs = append(descs, C.CString("box worker "+addr))
+		aligns[i], maxes[i] = C.size_t(al), C.size_t(min(mx, 1<<62))
+	}
+	regName := C.CString("BOXRPC[" + addr + "]")
+	C.box_remote_register(regName, C.int(count), &handles[0], &names[0], &descs[0], &aligns[0], &maxes[0])
+	C.free(unsafe.Pointer(regName))
+	for i := range names {
+		C.free(unsafe.Pointer(names[i]))
+		C.free(unsafe.Pointer(descs[i]))
+	}
+	n.client = c
+	n.lastUse = time.Now()
+	registry.nodes[addr] = n
+	return n, nil
+}
+
+// Devices returns the node's devices.
+func (n *Node) Devices() []*Device { return n.devices }
+
+// Err is the node's failure, if any.
+func (n *Node) Err() error {
+	if p := n.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (n *Node) fail(err error) {
+	if err == nil {
+		return
+	}
+	ne := error(&NodeError{Addr: n.Addr, Err: err})
+	if n.failed.CompareAndSwap(nil, &ne) {
+		n.log.Error("worker failed", "worker", n.Addr, "err", err)
+		if n.client != nil {
+			n.client.Close()
+		}
+	}
+}
+
+// Close ends the connection explicitly, so the worker frees everything this
+// head holds there at once. Buffers still known to ggml become dead.
+func (n *Node) Close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.client != nil {
+		n.client.Close()
+	}
+	closed := error(&NodeError{Addr: n.Addr, Err: errors.New("connection closed by the head")})
+	n.failed.CompareAndSwap(nil, &closed)
+	n.bytes.Store(0)
+	n.buffers.Store(0)
+}
+
+// Reconnect dials the node again (after a failure or Close); the device
+// count must not have changed.
+func (n *Node) Reconnect(ctx context.Context) error {
+	c, err := rpc.Dial(ctx, n.Addr, n.dopts...)
+	if err != nil {
+		return &NodeError{Addr: n.Addr, Err: err}
+	}
+	count, err := c.DeviceCount(ctx)
+	if err == nil && int(count) != len(n.devices) {
+		err = fmt.Errorf("worker now has %d devices, had %d; restart the head", count, len(n.devices))
+	}
+	if err != nil {
+		c.Close()
+		return &NodeError{Addr: n.Addr, Err: err}
+	}
+	n.mu.Lock()
+	if n.client != nil {
+		n.client.Close()
+	}
+	n.client = c
+	n.lastUse = time.Now()
+	n.bytes.Store(0)
+	n.buffers.Store(0)
+	n.failed.Store(nil)
+	n.mu.Unlock()
+	return nil
+}
+
+// Placed reports the bytes and buffers this head holds on the node.
+func (n *Node) Placed() (bytes int64, buffers int64) { return n.bytes.Load(), n.buffers.Load() }
+
+// Memory returns free and total bytes of device dev.
+func (n *Node) Memory(ctx context.Context, dev uint32) (free, total uint64, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.Err(); err != nil {
+		return 0, 0, err
+	}
+	free, total, err = n.client.GetDeviceMemory(ctx, dev)
+	n.fail(err)
+	return free, total, err
+}
+
+// Heartbeat pings the node whenever it has been idle for every, until ctx
+// ends, so a dead worker is noticed before the next request needs it.
+func (n *Node) Heartbeat(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.Err() != nil {
+			continue
+		}
+		n.mu.Lock()
+		if time.Since(n.lastUse) >= every {
+			pctx, cancel := context.WithTimeout(ctx, every)
+			err := n.client.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				n.fail(fmt.Errorf("heartbeat: %w", err))
+			}
+			n.lastUse = time.Now()
+		}
+		n.mu.Unlock()
+	}
+}
+
+// call runs f with the client unless the node has failed. Errors mark the
+// node failed. ggml calls these from one thread; the lock also keeps the
+// heartbeat out of a command's way.
+func (n *Node) call(f func(c *rpc.Client) error) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.Err(); err != nil {
+		return err
+	}
+	n.lastUse = time.Now()
+	err := f(n.client)
+	if err != nil {
+		n.fail(err)
+	}
+	return err
+}
+
+// opTimeout bounds one command: a worker that stops answering fails the
+// request instead of hanging it (keepalive covers a vanished host).
+const opTimeout = 5 * time.Minute
+
+func opCtx() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), opTimeout) }
+
+func dev(h C.uintptr_t) *Device { return cgo.Handle(h).Value().(*Device) }
+
+//export boxRemoteMemory
+func boxRemoteMemory(h C.uintptr_t, free, total *C.size_t) {
+	d := dev(h)
+	ctx, cancel := opCtx()
+	defer cancel()
+	f, t, err := d.Node.Memory(ctx, d.Index)
+	if err != nil {
+		f, t = 0, 0
+	}
+	*free, *total = C.size_t(f), C.size_t(t)
+}
+
+//export boxRemoteAlloc
+func boxRemoteAlloc(h C.uintptr_t, size C.size_t, remote, base *C.uint64_t, got *C.size_t) C.int {
+	d := dev(h)
+	ctx, cancel := opCtx()
+	defer cancel()
+	var handle, sz, b uint64
+	err := d.Node.call(func(c *rpc.Client) error {
+		var err error
+		handle, sz, err = c.AllocBuffer(ctx, d.Index, uint64(size))
+		if err != nil || handle == 0 {
+			return err
+		}
+		b, err = c.BufferGetBase(ctx, handle)
+		return err
+	})
+	if err != nil || handle == 0 {
+		if err == nil {
+			d.Node.log.Warn("worker refused an allocation", "worker", d.Node.Addr, "device", d.Index, "bytes", uint64(size))
+		}
+		return 1
+	}
+	d.Node.bytes.Add(int64(sz))
+	d.Node.buffers.Add(1)
+	*remote, *base, *got = C.uint64_t(handle), C.uint64_t(b), C.size_t(sz)
+	return 0
+}
+
+//export boxRemoteFree
+func boxRemoteFree(h C.uintptr_t, remote C.uint64_t, size C.size_t) {
+	d := dev(h)
+	ctx, cancel := opCtx()
+	defer cancel()
+	if d.Node.call(func(c *rpc.Client) error { return c.FreeBuffer(ctx, uint64(remote)) }) == nil {
+		d.Node.bytes.Add(-int64(size))
+		d.Node.buffers.Add(-1)
+	}
+}
+
+//export boxRemoteSet
+func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, off, n C.size_t) {
+	d := dev(h)
+	wt := wireTensor(t, false)
+	buf := unsafe.Slice((*byte)(data), int(n))
+	ctx, cancel := opCtx()
+	defer cancel()
+	d.Node.call(func(c *rpc.Client) error {
+		_, err := c.SetTensorCached(ctx, wt, uint64(off), buf)
+		return err
+	})
+}
+
+//export boxRemoteGet
+func boxRemoteGet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, off, n C.size_t) {
+	d := dev(h)
+	wt := wireTensor(t, false)
+	dst := unsafe.Slice((*byte)(data), int(n))
+	ctx, cancel := opCtx()
+	defer cancel()
+	if err := d.Node.call(func(c *rpc.Client) error { return c.GetTensorInto(ctx, dst, wt, uint64(off)) }); err != nil {
+		clear(dst) // garbage-free; the failure is reported through Err
+	}
+}
+
+//export boxRemoteMemset
+func boxRemoteMemset(h C.uintptr_t, t *C.struct_ggml_tensor, v C.uint8_t, off, n C.size_t) {
+	// Protocol 3.6.0 has no memset: send the bytes.
+	buf := make([]byte, int(n))
+	for i := range buf {
+		buf[i] = byte(v)
+	}
+	d := dev(h)
+	wt := wireTensor(t, false)
+	ctx, cancel := opCtx()
+	defer cancel()
+	d.Node.call(func(c *rpc.Client) error { return c.SetTensor(ctx, wt, uint64(off), buf) })
+}
+
+//export boxRemoteCopy
+func boxRemoteCopy(h C.uintptr_t, src, dst *C.struct_ggml_tensor) C.int {
+	// Only a copy between buffers of the same connection can stay remote.
+	if C.box_is_rbuft(C.box_rbuf_type(src)) == 0 || C.box_rbuf_dev(src) == 0 || dev(C.box_rbuf_dev(src)).Node != dev(h).Node {
+		return 0
+	}
+	d := dev(h)
+	ws, wd := wireTensor(src, false), wireTensor(dst, false)
+	ctx, cancel := opCtx()
+	defer cancel()
+	ok := false
+	d.Node.call(func(c *rpc.Client) error {
+		var err error
+		ok, err = c.CopyTensor(ctx, ws, wd)
+		return err
+	})
+	if ok {
+		return 1
+	}
+	return 0
+}
+
+//export boxRemoteClear
+func boxRemoteClear(h C.uintptr_t, remote C.uint64_t, v C.uint8_t) {
+	d := dev(h)
+	ctx, cancel := opCtx()
+	defer cancel()
+	d.Node.call(func(c *rpc.Client) error { return c.BufferClear(ctx, uint64(remote), uint8(v)) })
+}
+
+//export boxRemoteAllocSize
+func boxRemoteAllocSize(h C.uintptr_t, t *C.struct_ggml_tensor) C.size_t {
+	d := dev(h)
+	wt := wireTensor(t, false)
+	var srcs []rpc.Tensor
+	for j := 0; j < rpc.MaxSrc; j++ {
+		if s := t.src[j]; s != nil {
+			srcs = append(srcs, wireTensor(s, false))
+		}
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	var n uint64
+	d.Node.call(func(c *rpc.Client) error {
+		var err error
+		n, err = c.GetAllocSize(ctx, d.Index, wt, srcs)
+		return err
+	})
+	return C.size_t(n)
+}
+
+//export boxRemoteCompute
+func boxRemoteCompute(h C.uintptr_t, g *C.struct_ggml_cgraph) C.int {
+	d := dev(h)
+	nodes, tensors := serializeGraph(g)
+	if os.Getenv("BOX_DEBUG_GRAPH") != "" {
+		for i, t := range tensors {
+			fmt.Fprintf(os.Stderr, "%d id=%x %q op=%d buf=%x src=%x view=%x data=%x\n", i, t.ID, t.NameString(), t.Op, t.Buffer, t.Src[:3], t.ViewSrc, t.Data)
+		}
+		fmt.Fprintf(os.Stderr, "nodes %x\n", nodes)
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	if err := d.Node.call(func(c *rpc.Client) error { return c.GraphCompute(ctx, d.Index, nodes, tensors) }); err != nil {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,87 @@
+package remote_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+
+	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/remote"
+	"github.com/boxproj/box/synth"
+	"github.com/boxproj/box/worker"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func startWorker(t *testing.T) (*worker.Worker, string) {
+	t.Helper()
+	w, err := worker.New(worker.Config{Threads: 1}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w, ln.Addr().String()
+}
+
+func TestSplitGenerationMatchesLocal(t *testing.T) {
+	llama.Init(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	cfg, _ := synth.Preset("tiny")
+	cfg.Layers = 4
+	path, err := synth.EnsureCached(context.Background(), t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := func(p llama.ModelParams) []llama.Token {
+		m, err := llama.LoadModel(context.Background(), path, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		c, err := m.NewContext(llama.ContextParams{NCtx: 256, Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		toks, _ := m.Tokenize("The quick brown fox", true, false)
+		res, err := c.Generate(context.Background(), llama.GenerateParams{Prompt: toks, MaxTokens: 24}, func(string) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Tokens
+	}
+	local := gen(llama.ModelParams{})
+
+	w1, a1 := startWorker(t)
+	w2, a2 := startWorker(t)
+	n1, err := remote.Connect(context.Background(), a1, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := remote.Connect(context.Background(), a2, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func() error { return errors.Join(n1.Err(), n2.Err()) }
+	split := gen(llama.ModelParams{Devices: []string{n1.Devices()[0].Name, n2.Devices()[0].Name}, GPULayers: -1, TensorSplit: []float32{1, 3}, Check: check})
+	if len(split) != len(local) {
+		t.Fatalf("split %v\nlocal %v", split, local)
+	}
+	for i := range split {
+		if split[i] != local[i] {
+			t.Fatalf("token %d differs:\nsplit %v\nlocal %v", i, split, local)
+		}
+	}
+	if w1.BoundBytes() != 0 || w2.BoundBytes() != 0 {
+		t.Fatalf("after close: %d and %d bytes bound", w1.BoundBytes(), w2.BoundBytes())
+	}
+}

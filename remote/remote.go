@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime/cgo"
 	"sync"
 	"sync/atomic"
@@ -405,12 +404,6 @@ func boxRemoteAllocSize(h C.uintptr_t, t *C.struct_ggml_tensor) C.size_t {
 func boxRemoteCompute(h C.uintptr_t, g *C.struct_ggml_cgraph) C.int {
 	d := dev(h)
 	nodes, tensors := serializeGraph(g)
-	if os.Getenv("BOX_DEBUG_GRAPH") != "" {
-		for i, t := range tensors {
-			fmt.Fprintf(os.Stderr, "%d id=%x %q op=%d buf=%x src=%x view=%x data=%x\n", i, t.ID, t.NameString(), t.Op, t.Buffer, t.Src[:3], t.ViewSrc, t.Data)
-		}
-		fmt.Fprintf(os.Stderr, "nodes %x\n", nodes)
-	}
 	ctx, cancel := opCtx()
 	defer cancel()
 	if err := d.Node.call(func(c *rpc.Client) error { return c.GraphCompute(ctx, d.Index, nodes, tensors) }); err != nil {

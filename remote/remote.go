@@ -256,7 +256,9 @@ func (n *Node) call(f func(c *rpc.Client) error) error {
 // request instead of hanging it (keepalive covers a vanished host).
 const opTimeout = 5 * time.Minute
 
-func opCtx() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), opTimeout) }
+func opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
 
 func dev(h C.uintptr_t) *Device { return cgo.Handle(h).Value().(*Device) }
 

@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/remote"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -36,6 +38,16 @@ type Config struct {
 	Grace time.Duration
 	// MaxBody bounds request bodies; default 8 MiB.
 	MaxBody int64
+
+	// Workers spread the model over box workers (--rpc). Split gives each
+	// worker, then the local CPU unless NoLocal, its share (default: by
+	// free memory). Reconnect reloads when a lost worker is back.
+	Workers   []cluster.Endpoint
+	Split     []float64
+	NoLocal   bool
+	Reconnect bool
+	// Heartbeat is how often an idle worker is pinged; default 5s.
+	Heartbeat time.Duration
 }
 
 // Server serves one model. Create it with New, run it with Run.
@@ -45,10 +57,16 @@ type Server struct {
 	met *metrics
 
 	mu       sync.Mutex
-	state    string // loading, ok, error
+	state    string // loading, ok, degraded, error
 	stateErr string
 	model    *llama.Model
 	sl       *slots
+	cl       *cluster.Cluster
+	plan     *cluster.Plan
+	nctx     int
+	// skipFit loads even when the plan says a share does not fit, so tests
+	// can exercise the rollback of a load that fails half-way.
+	skipFit bool
 
 	// hardStop is cancelled when the grace period is over: generations stop.
 	hardStop context.Context
@@ -76,6 +94,9 @@ func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 8 << 20
 	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
 	if cfg.ModelID == "" {
 		cfg.ModelID = strings.TrimSuffix(filepath.Base(cfg.ModelPath), ".gguf")
 	}
@@ -99,6 +120,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/completions", s.instrument("completions", s.handleCompletions))
 	mux.HandleFunc("GET /v1/models", s.instrument("models", s.handleModels))
 	mux.HandleFunc("GET /health", s.instrument("health", s.handleHealth))
+	mux.HandleFunc("GET /v1/cluster", s.instrument("cluster", s.handleCluster))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.met.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: 404, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), Type: "invalid_request_error", Code: strp("not_found")})
@@ -122,6 +144,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 
 	if loadErr == nil {
+		if s.cl != nil {
+			wctx, stopWatch := context.WithCancel(ctx)
+			defer stopWatch()
+			go s.cl.Heartbeat(wctx, s.cfg.Heartbeat)
+			go s.watch(wctx)
+		}
 		select {
 		case <-ctx.Done():
 		case err := <-serveErr:
@@ -158,14 +186,76 @@ func (s *Server) shutdown(hs *http.Server) {
 		s.model.Close()
 		s.model = nil
 	}
+	if s.cl != nil {
+		// Explicit closes: each worker frees this head's memory now.
+		s.cl.Close()
+	}
 	s.log.Info("stopped; model and contexts freed")
 }
 
 func (s *Server) load(ctx context.Context) error {
 	t0 := time.Now()
-	m, err := llama.LoadModel(ctx, s.cfg.ModelPath, s.cfg.Model)
+	params := s.cfg.Model
+	if len(s.cfg.Workers) > 0 {
+		if s.cl == nil {
+			cl, err := cluster.Connect(ctx, s.cfg.Workers, s.log)
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.cl = cl
+			s.mu.Unlock()
+		}
+		local := llama.Devices()[0]
+		plan, err := s.cl.Plan(ctx, s.cfg.ModelPath, cluster.PlanOptions{CtxSize: s.ctxSizeHint(), Parallel: s.cfg.Parallel,
+			Split: s.cfg.Split, NoLocal: s.cfg.NoLocal, LocalFree: local.MemFree})
+		if err != nil && (!s.skipFit || plan == nil) {
+			// Nothing was allocated: close the connections all the same, so
+			// a refused start leaves no state on any worker.
+			s.cl.Close()
+			return err
+		}
+		s.log.Info("plan", "split", plan.String())
+		s.mu.Lock()
+		s.plan = plan
+		s.mu.Unlock()
+		params.Devices, params.TensorSplit, params.GPULayers = plan.Devices, plan.TensorSplit, plan.GPULayers
+		params.Check = s.cl.Err
+	}
+	m, ctxs, err := s.loadModel(ctx, params)
 	if err != nil {
+		if s.cl != nil {
+			// All or nothing: whatever any worker holds is released.
+			s.cl.Close()
+		}
 		return err
+	}
+	took := time.Since(t0)
+	s.met.loadSeconds.Set(took.Seconds())
+	s.mu.Lock()
+	s.model, s.sl = m, newSlots(ctxs, s.cfg.Queue)
+	s.nctx = ctxs[0].NCtx()
+	s.state, s.stateErr = "ok", ""
+	s.mu.Unlock()
+	s.log.Info("model loaded", "path", s.cfg.ModelPath, "desc", m.Desc(), "bytes", m.Size(),
+		"params", m.Params(), "slots", s.cfg.Parallel, "ctx", s.nctx, "seconds", took.Round(time.Millisecond).Seconds())
+	return nil
+}
+
+// ctxSizeHint is the context the plan sizes KV caches for.
+func (s *Server) ctxSizeHint() int {
+	if s.cfg.CtxSize > 0 {
+		return s.cfg.CtxSize
+	}
+	return 2048
+}
+
+// loadModel loads the model and one context per slot; on failure nothing
+// stays allocated.
+func (s *Server) loadModel(ctx context.Context, params llama.ModelParams) (*llama.Model, []*llama.Context, error) {
+	m, err := llama.LoadModel(ctx, s.cfg.ModelPath, params)
+	if err != nil {
+		return nil, nil, err
 	}
 	nctx := s.cfg.CtxSize
 	if nctx <= 0 {
@@ -174,24 +264,99 @@ func (s *Server) load(ctx context.Context) error {
 	var ctxs []*llama.Context
 	for i := 0; i < s.cfg.Parallel; i++ {
 		c, err := m.NewContext(llama.ContextParams{NCtx: nctx, NBatch: s.cfg.Batch, Threads: s.cfg.Threads})
+		if err == nil && params.Check != nil {
+			if cerr := params.Check(); cerr != nil {
+				c.Close()
+				c, err = nil, cerr
+			}
+		}
 		if err != nil {
 			for _, c := range ctxs {
 				c.Close()
 			}
 			m.Close()
-			return fmt.Errorf("model %s: slot %d: %w", s.cfg.ModelPath, i, err)
+			return nil, nil, fmt.Errorf("model %s: slot %d: %w", s.cfg.ModelPath, i, err)
 		}
 		ctxs = append(ctxs, c)
 	}
-	took := time.Since(t0)
-	s.met.loadSeconds.Set(took.Seconds())
+	return m, ctxs, nil
+}
+
+// watch turns a worker failure into the degraded state and, with
+// Reconnect, reloads once every worker answers again.
+func (s *Server) watch(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.cl.Err()
+		s.mu.Lock()
+		state := s.state
+		if err != nil && state == "ok" {
+			s.state, s.stateErr = "degraded", err.Error()
+			s.log.Error("degraded: a worker is down", "err", err)
+		}
+		s.mu.Unlock()
+		if err == nil || !s.cfg.Reconnect {
+			continue
+		}
+		if rerr := s.cl.Reconnect(ctx); rerr != nil {
+			s.log.Debug("reconnect failed", "err", rerr)
+			continue
+		}
+		s.log.Info("workers are back; reloading")
+		if err := s.reload(ctx); err != nil {
+			s.log.Error("reload failed", "err", err)
+			s.mu.Lock()
+			s.state, s.stateErr = "degraded", err.Error()
+			s.mu.Unlock()
+		}
+	}
+}
+
+// reload frees the model and contexts (waiting for in-flight requests,
+// which fail fast on a dead worker), then loads again on the cluster.
+func (s *Server) reload(ctx context.Context) error {
 	s.mu.Lock()
-	s.model, s.sl = m, newSlots(ctxs, s.cfg.Queue)
-	s.state, s.stateErr = "ok", ""
+	sl, m := s.sl, s.model
+	s.sl, s.model = nil, nil
+	s.state = "loading"
 	s.mu.Unlock()
-	s.log.Info("model loaded", "path", s.cfg.ModelPath, "desc", m.Desc(), "bytes", m.Size(),
-		"params", m.Params(), "slots", s.cfg.Parallel, "ctx", nctx, "seconds", took.Round(time.Millisecond).Seconds())
-	return nil
+	if sl != nil {
+		sl.drain()
+		sl.close()
+	}
+	if m != nil {
+		m.Close()
+	}
+	// Start from a clean slate on every worker.
+	s.cl.Close()
+	if err := s.cl.Reconnect(ctx); err != nil {
+		return err
+	}
+	return s.load(ctx)
+}
+
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	cl, plan, state, msg := s.cl, s.plan, s.state, s.stateErr
+	s.mu.Unlock()
+	body := map[string]any{"state": state, "workers": []cluster.NodeView{}}
+	if msg != "" {
+		body["error"] = msg
+	}
+	if cl != nil {
+		body["workers"] = cl.View(plan)
+	}
+	if plan != nil {
+		body["local_layers"] = plan.LocalLayers
+		body["plan"] = plan.Shares
+	}
+	writeJSON(w, 200, body)
 }
 
 func (s *Server) setState(state, msg string) {
@@ -206,8 +371,11 @@ func (s *Server) ready() (*llama.Model, *slots, *apiError) {
 	defer s.mu.Unlock()
 	if s.state != "ok" || s.model == nil {
 		msg := "model is loading"
-		if s.state == "error" {
+		switch s.state {
+		case "error":
 			msg = "model failed to load: " + s.stateErr
+		case "degraded":
+			msg = "degraded: " + s.stateErr
 		}
 		return nil, nil, &apiError{Status: 503, Message: msg, Type: "server_error", Code: strp("unavailable")}
 	}
@@ -306,6 +474,8 @@ func asAPIError(err error) *apiError {
 		return &apiError{Status: 429, Message: err.Error(), Type: "rate_limit_error", Code: strp("rate_limit_exceeded")}
 	case errors.Is(err, llama.ErrPromptTooLong):
 		return badRequest("messages", "context_length_exceeded", "%v", err)
+	case errors.As(err, new(*remote.NodeError)):
+		return &apiError{Status: 503, Message: err.Error(), Type: "server_error", Code: strp("worker_unavailable")}
 	default:
 		return &apiError{Status: 500, Message: err.Error(), Type: "server_error"}
 	}

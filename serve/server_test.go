@@ -25,6 +25,14 @@ import (
 var tinyPath string
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as a worker or head process for tests that
+	// kill them (see cluster_test.go).
+	if addr := os.Getenv("BOX_TEST_WORKER"); addr != "" {
+		os.Exit(workerMain(addr))
+	}
+	if addr := os.Getenv("BOX_TEST_HEAD"); addr != "" {
+		os.Exit(headMain(addr))
+	}
 	dir, err := os.MkdirTemp("", "box-serve-test")
 	if err != nil {
 		panic(err)

@@ -70,6 +70,13 @@ func (s *slots) counts() (busy, waiting int) {
 	return s.busy, s.waiting
 }
 
+// drain takes every context back, waiting for requests in flight.
+func (s *slots) drain() {
+	for range s.all {
+		<-s.free
+	}
+}
+
 // close frees every context; callers make sure none is in use.
 func (s *slots) close() {
 	for _, c := range s.all {

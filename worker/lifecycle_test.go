@@ -365,7 +365,7 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 	if hash != 0x86fa320a4d504445 {
 		t.Fatalf("hash %x, want the protocol's test vector", hash)
 	}
-	if st, err := os.Stat(file); err != nil || st.Size() != n {
+	if st, err := os.Stat(file); err != nil || st.Size() != n+cacheHeader {
 		t.Fatalf("cache file: %v %v", st, err)
 	}
 	c.BufferClear(ctx, h, 0)
@@ -376,6 +376,7 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 	if string(got) != string(data[:64]) {
 		t.Fatal("cached data differs")
 	}
+	good, _ := os.ReadFile(file)
 	// Truncate it, as a crash mid-write of a naive cache would: refused and removed.
 	os.Truncate(file, n-100)
 	if ok, err := c.SetTensorHash(ctx, tt, 0, hash); err != nil || ok {
@@ -385,7 +386,7 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 		t.Fatalf("truncated file kept: %v", err)
 	}
 	// Corrupt content of the right size: same.
-	bad := append([]byte(nil), data...)
+	bad := append([]byte(nil), good...)
 	bad[12345] ^= 0xff
 	os.WriteFile(file, bad, 0o644)
 	if ok, _ := c.SetTensorHash(ctx, tt, 0, hash); ok {

@@ -18,12 +18,14 @@ import (
 
 // benchReport is what --out holds.
 type benchReport struct {
-	Time         time.Time      `json:"time"`
-	CPU          string         `json:"cpu"`
-	CPUs         int            `json:"cpus"`
-	SystemInfo   string         `json:"system_info"`
-	BandwidthBps float64        `json:"read_bandwidth_bytes_per_s"`
-	Results      []bench.Result `json:"results"`
+	Time         time.Time        `json:"time"`
+	CPU          string           `json:"cpu"`
+	CPUs         int              `json:"cpus"`
+	SystemInfo   string           `json:"system_info"`
+	BandwidthBps float64          `json:"read_bandwidth_bytes_per_s"`
+	Results      []bench.Result   `json:"results"`
+	RPC          *bench.RPCResult `json:"rpc,omitempty"`
+	Cluster      *clusterBench    `json:"cluster,omitempty"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,6 +40,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		tg       = fs.Int("tg", 128, "generated tokens for the tg test")
 		threads  = fs.Int("threads", runtime.NumCPU(), "CPU threads")
 		bwSize   = fs.Int("bw-mib", 1024, "MiB read by the bandwidth test")
+		suites   = fs.String("suite", "cpu,rpc,cluster", "what to measure: cpu (pp/tg per type), rpc (worker transport), cluster (head + 2 workers)")
 		out      = fs.String("out", "", "write the results as JSON to this file")
 		logLevel = fs.String("log-level", "warn", "debug, info, warn or error")
 	)
@@ -63,19 +66,49 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "memory read bandwidth: %.1f GB/s (best of 5, %d MiB, all CPUs)\n\n", rep.BandwidthBps/1e9, *bwSize)
 
+	want := map[string]bool{}
+	for _, s := range strings.Split(*suites, ",") {
+		want[strings.TrimSpace(s)] = true
+	}
+	if want["cpu"] {
+		if err := benchCPU(ctx, stdout, &rep, *preset, *types, *cacheDir, *pp, *tg, *reps, *threads); err != nil {
+			return err
+		}
+	}
+	if want["rpc"] {
+		if err := benchRPC(ctx, stdout, &rep); err != nil {
+			return fmt.Errorf("rpc bench: %w", err)
+		}
+	}
+	if want["cluster"] {
+		if err := benchCluster(ctx, stdout, &rep, *preset, *cacheDir, *pp, *tg, *reps, *threads); err != nil {
+			return fmt.Errorf("cluster bench: %w", err)
+		}
+	}
+	if *out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", *out, err)
+		}
+		fmt.Fprintf(stdout, "\nwrote %s\n", *out)
+	}
+	return nil
+}
+
+func benchCPU(ctx context.Context, stdout io.Writer, rep *benchReport, preset, types, cacheDir string, pp, tg, reps, threads int) error {
 	fmt.Fprintf(stdout, "| %-22s | %9s | %7s | %-7s | %7s | %6s | %16s | %-13s |\n", "model", "size", "params", "backend", "threads", "test", "t/s", "bound ratio")
 	fmt.Fprintf(stdout, "|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 24), strings.Repeat("-", 11), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 18), strings.Repeat("-", 15))
-	for _, typ := range strings.Split(*types, ",") {
-		cfg, err := synth.Preset(*preset)
+	for _, typ := range strings.Split(types, ",") {
+		cfg, err := synth.Preset(preset)
 		if err != nil {
 			return err
 		}
 		cfg.Type = strings.TrimSpace(typ)
-		path, err := synth.EnsureCached(ctx, *cacheDir, cfg)
+		path, err := synth.EnsureCached(ctx, cacheDir, cfg)
 		if err != nil {
-			return fmt.Errorf("model %s/%s: %w", *preset, typ, err)
+			return fmt.Errorf("model %s/%s: %w", preset, typ, err)
 		}
-		rows, err := benchModel(ctx, path, cfg.Type, *pp, *tg, *reps, *threads, rep.BandwidthBps)
+		rows, err := benchModel(ctx, path, cfg.Type, pp, tg, reps, threads, rep.BandwidthBps)
 		if err != nil {
 			return err
 		}
@@ -88,13 +121,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				r.Model, float64(r.SizeBytes)/1e6, float64(r.Params)/1e6, r.Backend, r.Threads, r.Test, r.Mean, r.Stddev, ratio)
 		}
 		rep.Results = append(rep.Results, rows...)
-	}
-	if *out != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", *out, err)
-		}
-		fmt.Fprintf(stdout, "\nwrote %s\n", *out)
 	}
 	return nil
 }

@@ -1,0 +1,248 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/boxproj/box/rpc"
+)
+
+// LoopbackThroughput measures raw TCP over loopback: the physical limit of
+// the RPC transport here. It returns bytes/s for n bytes written one way,
+// best of reps.
+func LoopbackThroughput(ctx context.Context, n int, reps int) (float64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// Read each transfer whole (as the worker does), then acknowledge
+		// it with one byte, so the timing covers delivery.
+		sink := make([]byte, n)
+		for {
+			if _, err := io.ReadFull(c, sink); err != nil {
+				return
+			}
+			c.Write(sink[:1])
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	buf := make([]byte, n)
+	ack := make([]byte, 1)
+	best := 0.0
+	for r := 0; r < reps; r++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		if _, err := c.Write(buf); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(c, ack); err != nil {
+			return 0, err
+		}
+		if bw := float64(n) / time.Since(t0).Seconds(); bw > best {
+			best = bw
+		}
+	}
+	return best, nil
+}
+
+// LoopbackRTT is the best round trip of a 1-byte ping-pong over loopback.
+func LoopbackRTT(ctx context.Context, reps int) (time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 1)
+		for {
+			if _, err := io.ReadFull(c, b); err != nil {
+				return
+			}
+			c.Write(b)
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	b := make([]byte, 1)
+	var total time.Duration
+	for i := 0; i < reps; i++ {
+		t0 := time.Now()
+		c.Write(b)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return 0, err
+		}
+		total += time.Since(t0)
+	}
+	return total / time.Duration(reps), nil
+}
+
+// RPCResult is the transport benchmark of one worker.
+type RPCResult struct {
+	TensorBytes      int     `json:"tensor_bytes"`
+	LoopbackBps      float64 `json:"loopback_bytes_per_s"`
+	SetTensorBps     float64 `json:"set_tensor_bytes_per_s"`
+	GetTensorBps     float64 `json:"get_tensor_bytes_per_s"`
+	SetRatio         float64 `json:"set_ratio_to_loopback"`
+	GetRatio         float64 `json:"get_ratio_to_loopback"`
+	LoopbackRTTus    float64 `json:"loopback_rtt_us"`
+	GraphRTTus       float64 `json:"graph_compute_rtt_us"`
+	Cycles           int     `json:"cycles"`
+	RSSStartBytes    uint64  `json:"rss_start_bytes"`
+	RSSEndBytes      uint64  `json:"rss_end_bytes"`
+	RSSChangePercent float64 `json:"rss_change_percent"`
+}
+
+// RPC measures a worker at addr: SET_TENSOR and GET_TENSOR of size bytes,
+// GRAPH_COMPUTE round trips of a tiny graph, and the worker's RSS (pid)
+// over cycles alloc/set/free cycles.
+func RPC(ctx context.Context, addr string, pid int, size, reps, cycles int) (RPCResult, error) {
+	res := RPCResult{TensorBytes: size, Cycles: cycles}
+	var err error
+	if res.LoopbackBps, err = LoopbackThroughput(ctx, size, reps); err != nil {
+		return res, err
+	}
+	rtt, err := LoopbackRTT(ctx, 2000)
+	if err != nil {
+		return res, err
+	}
+	res.LoopbackRTTus = float64(rtt.Nanoseconds()) / 1e3
+
+	c, err := rpc.Dial(ctx, addr)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	h, got, err := c.AllocBuffer(ctx, 0, uint64(size))
+	if err != nil || h == 0 || got < uint64(size) {
+		return res, fmt.Errorf("alloc %d: %v", size, err)
+	}
+	base, err := c.BufferGetBase(ctx, h)
+	if err != nil {
+		return res, err
+	}
+	t := rpc.Tensor{ID: 1, Type: rpc.TypeI8, Buffer: h, NE: [4]uint32{uint32(size), 1, 1, 1}, NB: [4]uint32{1, uint32(size), uint32(size), uint32(size)}, Data: base}
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for r := 0; r < reps; r++ {
+		t0 := time.Now()
+		if err := c.SetTensor(ctx, t, 0, data); err != nil {
+			return res, err
+		}
+		if _, err := c.DeviceCount(ctx); err != nil { // the upload has been applied
+			return res, err
+		}
+		res.SetTensorBps = math.Max(res.SetTensorBps, float64(size)/time.Since(t0).Seconds())
+	}
+	for r := 0; r < reps; r++ {
+		t0 := time.Now()
+		if err := c.GetTensorInto(ctx, data, t, 0); err != nil {
+			return res, err
+		}
+		res.GetTensorBps = math.Max(res.GetTensorBps, float64(size)/time.Since(t0).Seconds())
+	}
+	if err := c.FreeBuffer(ctx, h); err != nil {
+		return res, err
+	}
+	res.SetRatio = res.SetTensorBps / res.LoopbackBps
+	res.GetRatio = res.GetTensorBps / res.LoopbackBps
+
+	// c = a + b on four floats: compute, then read the result back.
+	h, _, err = c.AllocBuffer(ctx, 0, 1024)
+	if err != nil {
+		return res, err
+	}
+	base, _ = c.BufferGetBase(ctx, h)
+	mk := func(id, off uint64, op uint32, srcs ...uint64) rpc.Tensor {
+		t := rpc.Tensor{ID: id, Type: rpc.TypeF32, Buffer: h, NE: [4]uint32{4, 1, 1, 1}, NB: [4]uint32{4, 16, 16, 16}, Op: op, Data: base + off}
+		copy(t.Src[:], srcs)
+		return t
+	}
+	a, b, sum := mk(1, 0, 0), mk(2, 16, 0), mk(3, 32, 2, 1, 2)
+	ones := make([]byte, 16)
+	for i := 0; i < 4; i++ {
+		binary.LittleEndian.PutUint32(ones[4*i:], math.Float32bits(1))
+	}
+	c.SetTensor(ctx, a, 0, ones)
+	c.SetTensor(ctx, b, 0, ones)
+	const graphs = 1000
+	t0 := time.Now()
+	for i := 0; i < graphs; i++ {
+		if err := c.GraphCompute(ctx, 0, []uint64{3}, []rpc.Tensor{a, b, sum}); err != nil {
+			return res, err
+		}
+		if _, err := c.GetTensor(ctx, sum, 0, 16); err != nil {
+			return res, err
+		}
+	}
+	res.GraphRTTus = float64(time.Since(t0).Microseconds()) / graphs
+	c.FreeBuffer(ctx, h)
+
+	// RSS over many alloc/set/free cycles: measured after a warm-up tenth.
+	chunk := data[:1<<20]
+	for i := 0; i < cycles; i++ {
+		if i == cycles/10 {
+			res.RSSStartBytes = rss(pid)
+		}
+		h, _, err := c.AllocBuffer(ctx, 0, 1<<20)
+		if err != nil || h == 0 {
+			return res, fmt.Errorf("cycle %d: alloc: %v", i, err)
+		}
+		base, _ := c.BufferGetBase(ctx, h)
+		t := rpc.Tensor{ID: 1, Type: rpc.TypeI8, Buffer: h, NE: [4]uint32{1 << 20, 1, 1, 1}, NB: [4]uint32{1, 1 << 20, 1 << 20, 1 << 20}, Data: base}
+		if err := c.SetTensor(ctx, t, 0, chunk); err != nil {
+			return res, err
+		}
+		if err := c.FreeBuffer(ctx, h); err != nil {
+			return res, err
+		}
+	}
+	res.RSSEndBytes = rss(pid)
+	res.RSSChangePercent = 100 * (float64(res.RSSEndBytes) - float64(res.RSSStartBytes)) / float64(res.RSSStartBytes)
+	return res, nil
+}
+
+// rss reads a process's resident set size from /proc.
+func rss(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

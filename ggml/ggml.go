@@ -136,6 +136,13 @@ static void box_set_threads(ggml_backend_dev_t dev, ggml_backend_t be, int n) {
 extern void boxGgmlAbort(char *msg);
 static void box_abort_cb(const char *msg) { boxGgmlAbort((char *)msg); }
 static void box_install_abort(void) { ggml_set_abort_callback(box_abort_cb); }
+
+#include <malloc.h>
+// glibc raises its mmap threshold after a large block is freed, so later
+// buffers of that size come from the heap and their memory can stay with
+// the process after they are freed. A fixed threshold keeps every buffer
+// of 256 KiB or more in its own mapping, returned to the system on free.
+static void box_fix_mmap_threshold(void) { mallopt(M_MMAP_THRESHOLD, 256 * 1024); }
 */
 import "C"
 
@@ -158,7 +165,12 @@ func boxGgmlAbort(msg *C.char) {
 	slog.Error("ggml abort", "msg", C.GoString(msg))
 }
 
-func init() { abortOnce.Do(func() { C.box_install_abort() }) }
+func init() {
+	abortOnce.Do(func() {
+		C.box_install_abort()
+		C.box_fix_mmap_threshold()
+	})
+}
 
 // Device is one ggml backend device.
 type Device struct {

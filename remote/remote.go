@@ -24,6 +24,7 @@ import (
 	"unsafe"
 
 	"github.com/boxproj/box/rpc"
+	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src" // links ggml for glue.c
 )
 
 // Node is one worker endpoint: its connection and its devices.

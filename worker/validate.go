@@ -126,6 +126,12 @@ func (c *conn) resolveTensor(cmd rpc.Cmd, t *rpc.Tensor, needBuffer bool) (ggml.
 		if t.Data < b.vbase || t.Data-b.vbase > b.size || n > b.size-(t.Data-b.vbase) {
 			return spec, nil, 0, violation(cmd, "range", "tensor %q: %d bytes at %#x lie outside its buffer [%#x, %#x)", t.NameString(), n, t.Data, b.vbase, b.vbase+b.size)
 		}
+		// Elements cannot outnumber what the buffer could hold densely: a
+		// stride-0 tensor of 2^32 rows over a few bytes would be a valid
+		// extent but keep a device busy for hours.
+		if hi, dense := bits.Mul64(nelements(t)/uint64(blck), uint64(tsize)); hi != 0 || dense > b.size {
+			return spec, nil, 0, violation(cmd, "shape", "tensor %q: %d elements do not fit its %d-byte buffer", t.NameString(), nelements(t), b.size)
+		}
 		spec.Buffer = b.buf
 		spec.Offset = t.Data - b.vbase
 	} else {
@@ -149,8 +155,17 @@ func (c *conn) resolveTensor(cmd rpc.Cmd, t *rpc.Tensor, needBuffer bool) (ggml.
 	return spec, b, n, nil
 }
 
+// nelements counts a tensor's elements, saturating instead of wrapping.
 func nelements(t *rpc.Tensor) uint64 {
-	return uint64(t.NE[0]) * uint64(t.NE[1]) * uint64(t.NE[2]) * uint64(t.NE[3])
+	n := uint64(1)
+	for _, ne := range t.NE {
+		hi, lo := bits.Mul64(n, uint64(ne))
+		if hi != 0 {
+			return ^uint64(0)
+		}
+		n = lo
+	}
+	return n
 }
 
 func sameShape(a, b *rpc.Tensor) bool { return a.NE == b.NE }
@@ -166,119 +181,6 @@ func canRepeat(b, a *rpc.Tensor) bool {
 }
 
 func opParam(t *rpc.Tensor, i int) int32 { return int32(binary.LittleEndian.Uint32(t.OpParams[4*i:])) }
-
-// checkOp re-checks the shape rules ggml's op constructors enforce, for the
-// ops llama graphs use, so that a hand-made node cannot reach a kernel's
-// assertion (which would abort the whole worker). src[i] is nil when absent.
-func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
-	need := func(n int) error {
-		for i := 0; i < n; i++ {
-			if src[i] == nil {
-				return fmt.Errorf("op %d needs source %d", t.Op, i)
-			}
-		}
-		return nil
-	}
-	bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
-	switch t.Op {
-	case opMapCustom1, opMapCustom1 + 1, opMapCustom1 + 2, opCustom:
-		return bad("custom ops carry function pointers and are refused")
-	case opAdd, opSub, opMul, opDiv:
-		if err := need(2); err != nil {
-			return err
-		}
-		if !sameShape(t, src[0]) || !canRepeat(src[1], src[0]) {
-			return bad("binary op %d: shapes %v, %v -> %v do not broadcast", t.Op, src[0].NE, src[1].NE, t.NE)
-		}
-	case opSqr, opSqrt, opNorm, opRmsNorm, opScale, opSoftMax:
-		if err := need(1); err != nil {
-			return err
-		}
-		if !sameShape(t, src[0]) {
-			return bad("op %d: result %v differs from source %v", t.Op, t.NE, src[0].NE)
-		}
-		if t.Op == opSoftMax && src[1] != nil && (src[1].NE[0] != src[0].NE[0] || src[1].NE[1] < src[0].NE[1]) {
-			return bad("soft_max: mask %v does not cover %v", src[1].NE, src[0].NE)
-		}
-	case opUnary:
-		if err := need(1); err != nil {
-			return err
-		}
-		if u := opParam(t, 0); u < 0 || u >= unaryCount {
-			return bad("unary op %d out of range", u)
-		}
-		if nelements(t) != nelements(src[0]) {
-			return bad("unary: %v vs %v", t.NE, src[0].NE)
-		}
-	case opGlu:
-		if err := need(1); err != nil {
-			return err
-		}
-		if g := opParam(t, 0); g < 0 || g >= gluCount {
-			return bad("glu op %d out of range", g)
-		}
-		if src[1] != nil && !sameShape(src[0], src[1]) {
-			return bad("glu: halves %v and %v differ", src[0].NE, src[1].NE)
-		}
-		if src[1] == nil && t.NE[0]*2 != src[0].NE[0] || src[1] != nil && t.NE[0] != src[0].NE[0] {
-			return bad("glu: result width %d does not match source %d", t.NE[0], src[0].NE[0])
-		}
-	case opMulMat:
-		if err := need(2); err != nil {
-			return err
-		}
-		a, b := src[0], src[1]
-		if a.NE[0] != b.NE[0] || a.NE[2] == 0 || a.NE[3] == 0 || b.NE[2]%a.NE[2] != 0 || b.NE[3]%a.NE[3] != 0 {
-			return bad("mul_mat: %v x %v", a.NE, b.NE)
-		}
-		if t.NE != [4]uint32{a.NE[1], b.NE[1], b.NE[2], b.NE[3]} || t.Type != typeF32 {
-			return bad("mul_mat: result %v type %d, want %v f32", t.NE, t.Type, [4]uint32{a.NE[1], b.NE[1], b.NE[2], b.NE[3]})
-		}
-		if _, ts, _ := rpc.TypeInfo(a.Type); uint32(ts) != a.NB[0] {
-			return bad("mul_mat: rows of the first source are not contiguous")
-		}
-	case opGetRows:
-		if err := need(2); err != nil {
-			return err
-		}
-		if src[1].Type != typeI32 || t.NE[0] != src[0].NE[0] || t.NE[1] != src[1].NE[0] || t.Type != typeF32 && t.Type != src[0].Type && t.Type != typeI32 {
-			return bad("get_rows: %v rows %v -> %v", src[0].NE, src[1].NE, t.NE)
-		}
-	case opSetRows:
-		if err := need(2); err != nil {
-			return err
-		}
-		if src[1].Type != typeI32 && src[1].Type != typeI64 || t.NE[0] != src[0].NE[0] || src[0].NE[1] != src[1].NE[0] {
-			return bad("set_rows: %v into %v by %v", src[0].NE, t.NE, src[1].NE)
-		}
-	case opRope:
-		if err := need(2); err != nil {
-			return err
-		}
-		if src[1].Type != typeI32 || src[1].NE[0] < src[0].NE[2] || !sameShape(t, src[0]) {
-			return bad("rope: %v with positions %v", src[0].NE, src[1].NE)
-		}
-	case opCpy:
-		if err := need(2); err != nil {
-			return err
-		}
-		if nelements(src[0]) != nelements(src[1]) {
-			return bad("cpy: %v into %v", src[0].NE, src[1].NE)
-		}
-	case opDup, opCont:
-		if err := need(1); err != nil {
-			return err
-		}
-		if nelements(t) != nelements(src[0]) {
-			return bad("cont: %v from %v", t.NE, src[0].NE)
-		}
-	case opReshape, opView, opPermute, opTranspose:
-		if err := need(1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // indexCheck is a GET_ROWS/SET_ROWS index tensor that is an input of the
 // graph (not computed in it): its values are checked before every compute,

@@ -49,6 +49,8 @@ type conn struct {
 	graphs  []*storedGraph
 
 	violationKind string
+	nextBuf       uint64
+	nextVA        uint64
 
 	br      *bufio.Reader
 	bw      *bufio.Writer
@@ -59,6 +61,7 @@ func newConn(w *Worker, id uint64, nc net.Conn) *conn {
 	c := &conn{w: w, id: id, nc: nc, peer: nc.RemoteAddr().String(), since: time.Now(),
 		buffers: map[uint64]*binding{}, state: "handshake", graphs: make([]*storedGraph, len(w.backends)),
 		br: bufio.NewReaderSize(nc, 1<<20), bw: bufio.NewWriterSize(nc, 1<<20)}
+	c.nextVA = 1 << 40
 	c.lastActive.Store(time.Now().UnixNano())
 	return c
 }
@@ -430,7 +433,7 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 			return c.reply(u64(0), u64(0))
 		}
 	}
-	h, vbase := w.assign(buf.Size(), w.backends[d].Alignment())
+	h, vbase := c.assign(buf.Size(), w.backends[d].Alignment())
 	b := &binding{handle: h, dev: d, buf: buf, vbase: vbase, size: buf.Size(), created: time.Now()}
 	c.mu.Lock()
 	c.buffers[h] = b

@@ -83,8 +83,6 @@ type Worker struct {
 	conns    map[uint64]*conn
 	devBytes []uint64
 	nextConn uint64
-	nextBuf  uint64
-	nextVA   uint64
 	wg       sync.WaitGroup
 
 	freedTotal atomic.Uint64
@@ -117,7 +115,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 		return nil, fmt.Errorf("unknown fault %q", cfg.Fault)
 	}
 	w := &Worker{cfg: cfg, log: log, started: time.Now(), conns: map[uint64]*conn{},
-		nextBuf: 1, nextVA: 1 << 40, events: newEventLog(1024)}
+		events: newEventLog(1024)}
 	for _, d := range pick {
 		b, err := ggml.Open(d, cfg.Threads)
 		if err != nil {
@@ -273,19 +271,19 @@ func (w *Worker) unreserve(c *conn, dev int, size uint64) {
 	c.bytes.Add(^(size - 1))
 }
 
-// assign hands out an opaque handle and a virtual base address range
-// for a new buffer: clients never see real addresses.
-func (w *Worker) assign(size uint64, align uint64) (handle, vbase uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// assign hands out an opaque handle and a virtual base address range for a
+// new buffer of c: clients never see real addresses. Both are per
+// connection (handles and addresses only mean something on the connection
+// that got them), which also makes a client's traffic reproducible.
+func (c *conn) assign(size uint64, align uint64) (handle, vbase uint64) {
 	const gap = 1 << 16
 	if align < gap {
 		align = gap
 	}
-	handle = w.nextBuf
-	w.nextBuf++
-	vbase = (w.nextVA + align - 1) &^ (align - 1)
-	w.nextVA = vbase + size + gap
+	c.nextBuf++
+	handle = c.nextBuf
+	vbase = (c.nextVA + align - 1) &^ (align - 1)
+	c.nextVA = vbase + size + gap
 	return handle, vbase
 }
 

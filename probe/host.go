@@ -1,0 +1,97 @@
+package probe
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// HostMemory reads MemTotal and MemAvailable from root/proc/meminfo and, when
+// this process's cgroup v2 has a memory.max other than "max", the limit and
+// current usage from root/sys/fs/cgroup. root is "/" except in tests.
+func HostMemory(root string) (Host, error) {
+	f, err := os.Open(filepath.Join(root, "proc/meminfo"))
+	if err != nil {
+		return Host{}, err
+	}
+	defer f.Close()
+	var h Host
+	var seen int
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch name {
+		case "MemTotal":
+			dst = &h.MemTotal
+		case "MemAvailable":
+			dst = &h.MemAvailable
+		default:
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			return Host{}, fmt.Errorf("meminfo %s: %v", name, err)
+		}
+		if len(fields) > 1 && fields[1] == "kB" {
+			v *= 1024
+		}
+		*dst = v
+		seen++
+	}
+	if err := sc.Err(); err != nil {
+		return Host{}, err
+	}
+	if seen < 2 {
+		return Host{}, errors.New("meminfo lacks MemTotal or MemAvailable")
+	}
+	h.Cgroup = cgroupMemory(root)
+	return h, nil
+}
+
+// cgroupMemory returns the cgroup v2 memory limit of this process, or nil
+// when there is none (no cgroup v2, or memory.max is "max").
+func cgroupMemory(root string) *Cgroup {
+	rel := "/"
+	if b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if p, ok := strings.CutPrefix(line, "0::"); ok {
+				rel = strings.TrimSpace(p)
+			}
+		}
+	}
+	base := filepath.Join(root, "sys/fs/cgroup")
+	// Inside a container's cgroup namespace the path may not exist as
+	// written; the namespace root then is the process's cgroup.
+	for _, dir := range []string{filepath.Join(base, rel), base} {
+		b, err := os.ReadFile(filepath.Join(dir, "memory.max"))
+		if err != nil {
+			continue
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "max" {
+			return nil
+		}
+		limit, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil
+		}
+		cg := &Cgroup{Path: rel, Limit: limit}
+		if b, err := os.ReadFile(filepath.Join(dir, "memory.current")); err == nil {
+			cg.Current, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		}
+		return cg
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package probe
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+)
+
+// procDir is where process names are read from (/proc/PID/comm).
+var procDir = "/proc"
+
+// NVMLInfo asks NVML about every NVIDIA GPU. lib nil means the system
+// library (libnvidia-ml.so.1, loaded at run time). A missing library or a
+// failing NVML is a normal state: Available is false and Status says why.
+func NVMLInfo(lib nvml.Interface) (out NVML) {
+	if lib == nil {
+		lib = nvml.New()
+	}
+	defer func() {
+		// A half-working driver can make the bindings panic; that is still
+		// only "no NVML" for a probe.
+		if r := recover(); r != nil {
+			out = NVML{Status: fmt.Sprintf("NVML not available: %v", r)}
+		}
+	}()
+	switch ret := lib.Init(); ret {
+	case nvml.SUCCESS:
+	case nvml.ERROR_LIBRARY_NOT_FOUND:
+		return NVML{Status: "NVML not available: libnvidia-ml.so not found"}
+	case nvml.ERROR_DRIVER_NOT_LOADED:
+		return NVML{Status: "NVML not available: NVIDIA driver not loaded"}
+	case nvml.ERROR_NO_PERMISSION:
+		return NVML{Status: "NVML not available: no permission"}
+	default:
+		return NVML{Status: "NVML not available: " + retString(lib, ret)}
+	}
+	defer lib.Shutdown()
+	out = NVML{Available: true}
+	if v, ret := lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+		out.DriverVersion = v
+	}
+	count, ret := lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		return NVML{Status: "NVML not available: device count: " + retString(lib, ret)}
+	}
+	self := os.Getpid()
+	for i := 0; i < count; i++ {
+		dev, ret := lib.DeviceGetHandleByIndex(i)
+		if ret != nvml.SUCCESS {
+			continue
+		}
+		g := GPU{Index: i, Processes: []Process{}}
+		g.Name, _ = dev.GetName()
+		g.UUID, _ = dev.GetUUID()
+		if m, ret := dev.GetMemoryInfo(); ret == nvml.SUCCESS {
+			g.MemoryTotal, g.MemoryUsed, g.MemoryFree = m.Total, m.Used, m.Free
+		}
+		if u, ret := dev.GetUtilizationRates(); ret == nvml.SUCCESS {
+			g.UtilizationGPU, g.UtilizationMemory = u.Gpu, u.Memory
+		}
+		if t, ret := dev.GetTemperature(nvml.TEMPERATURE_GPU); ret == nvml.SUCCESS {
+			g.TemperatureC = t
+		}
+		if p, ret := dev.GetPowerUsage(); ret == nvml.SUCCESS {
+			g.PowerMW = p
+		}
+		seen := map[uint32]int{}
+		add := func(ps []nvml.ProcessInfo) {
+			for _, p := range ps {
+				if j, ok := seen[p.Pid]; ok {
+					// A process with compute and graphics contexts is listed
+					// twice with the same memory.
+					if p.UsedGpuMemory > g.Processes[j].UsedMemory {
+						g.Processes[j].UsedMemory = p.UsedGpuMemory
+					}
+					continue
+				}
+				name := comm(p.Pid)
+				seen[p.Pid] = len(g.Processes)
+				g.Processes = append(g.Processes, Process{PID: p.Pid, Name: name, UsedMemory: p.UsedGpuMemory,
+					Box: int(p.Pid) == self || name == "box" || name == "boxtop"})
+			}
+		}
+		if ps, ret := dev.GetComputeRunningProcesses(); ret == nvml.SUCCESS {
+			add(ps)
+		}
+		if ps, ret := dev.GetGraphicsRunningProcesses(); ret == nvml.SUCCESS {
+			add(ps)
+		}
+		out.GPUs = append(out.GPUs, g)
+	}
+	out.Status = fmt.Sprintf("NVML %d GPU(s), driver %s", len(out.GPUs), out.DriverVersion)
+	return out
+}
+
+func retString(lib nvml.Interface, r nvml.Return) string {
+	s := lib.ErrorString(r)
+	if s == "" {
+		s = "error " + strconv.Itoa(int(r))
+	}
+	return s
+}
+
+// comm is a process's name from /proc/PID/comm, or "?" when unreadable (a
+// process in another PID namespace, or gone).
+func comm(pid uint32) string {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/comm", procDir, pid))
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// GPUProcess is a process on one GPU.
+type GPUProcess struct {
+	GPU int
+	Process
+}
+
+// NonBox lists the processes that are not box and hold GPU memory.
+func (nv NVML) NonBox() []GPUProcess {
+	var out []GPUProcess
+	for _, g := range nv.GPUs {
+		for _, p := range g.Processes {
+			if !p.Box && p.UsedMemory > 0 {
+				out = append(out, GPUProcess{g.Index, p})
+			}
+		}
+	}
+	return out
+}

@@ -209,20 +209,40 @@ func LocalNode(ctx context.Context) Node {
 	if h, err := os.Hostname(); err == nil {
 		n.Address = h
 	}
-	for _, d := range ggml.Devices() {
-		used := sub(d.Total, d.Free)
-		n.Devices = append(n.Devices, Device{Index: d.Index, Name: d.Name, Description: d.Description, Type: d.Type,
-			Source: SourceGGML, MemoryTotal: d.Total, MemoryFree: d.Free, UsedByOthers: &used})
-	}
-	if h, err := HostMemory("/"); err == nil {
+	h, err := HostMemory("/")
+	if err == nil {
 		n.Host = &h
 	} else {
 		n.Error = "host memory: " + err.Error()
+	}
+	for _, d := range ggml.Devices() {
+		total, free := d.Total, d.Free
+		if d.Type == "cpu" && n.Host != nil {
+			total, free = CPUMemory(total, free, h)
+		}
+		used := sub(total, free)
+		n.Devices = append(n.Devices, Device{Index: d.Index, Name: d.Name, Description: d.Description, Type: d.Type,
+			Source: SourceGGML, MemoryTotal: total, MemoryFree: free, UsedByOthers: &used})
 	}
 	nv := NVMLInfo(nil)
 	n.NVML = &nv
 	n.Devices = append(n.Devices, nv.Devices()...)
 	return n
+}
+
+// CPUMemory narrows ggml's figures for a CPU device (which may count all
+// RAM as free) to what the host says: free is at most MemAvailable, and under
+// a cgroup limit total is at most the limit and free at most what is left
+// of it.
+func CPUMemory(total, free uint64, h Host) (uint64, uint64) {
+	if h.MemAvailable > 0 {
+		free = min(free, h.MemAvailable)
+	}
+	if cg := h.Cgroup; cg != nil {
+		total = min(total, cg.Limit)
+		free = min(free, sub(cg.Limit, cg.Current))
+	}
+	return total, min(free, total)
 }
 
 // Devices returns the GPUs as Device rows (source "nvml"), with the memory

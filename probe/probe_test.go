@@ -445,3 +445,14 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestCPUMemory(t *testing.T) {
+	total, free := CPUMemory(100, 100, Host{MemTotal: 100, MemAvailable: 60})
+	if total != 100 || free != 60 {
+		t.Fatalf("MemAvailable: %d %d", total, free)
+	}
+	total, free = CPUMemory(100, 100, Host{MemTotal: 100, MemAvailable: 60, Cgroup: &Cgroup{Limit: 40, Current: 30}})
+	if total != 40 || free != 10 {
+		t.Fatalf("cgroup: %d %d", total, free)
+	}
+}

@@ -23,6 +23,8 @@ Usage:
   box worker [--listen ADDR] [--admin ADDR] ...            ggml RPC worker (protocol 3.6.0)
   box model synth --preset tiny|1b -o FILE ...             write a synthetic GGUF model
   box bench [--out FILE] ...                               llama-bench-style throughput
+  box probe [--rpc host:port,...] [--admin URL,...] [--json] memory of every device of every node
+  box top (--nodes URL,... | --head URL) [--once]          live memory, connections, bindings (boxtop)
   box version
 
 Run "box COMMAND --help" for a command's flags.
@@ -68,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runModel(ctx, rest, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, rest, stdout, stderr)
+	case "probe":
+		err = runProbe(ctx, rest, stdout, stderr)
+	case "top", "boxtop":
+		err = runTop(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "box %s\n", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,154 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+
+	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker"
+)
+
+func TestMain(m *testing.M) {
+	// Plain text frames: goldens carry no escape codes.
+	lipgloss.SetColorProfile(termenv.Ascii)
+	os.Exit(m.Run())
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// t0 is the fixed clock of every test.
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func fixedNow() time.Time { return t0 }
+
+type testWorker struct {
+	*worker.Worker
+	addr, admin string
+	stopOnce    sync.Once
+	stopFn      func()
+}
+
+func (w *testWorker) stop() { w.stopOnce.Do(w.stopFn) }
+
+// startWorker runs a real worker on loopback with its admin API.
+func startWorker(t *testing.T, cfg worker.Config) *testWorker {
+	t.Helper()
+	cfg.Threads = 1
+	w, err := worker.New(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Serve(ctx, ln) }()
+	adm := httptest.NewServer(w.AdminHandler("test"))
+	tw := &testWorker{Worker: w, addr: ln.Addr().String(), admin: adm.URL}
+	tw.stopFn = func() {
+		adm.CloseClientConnections()
+		adm.Close()
+		cancel()
+		<-done
+	}
+	t.Cleanup(tw.stop)
+	return tw
+}
+
+func dial(t *testing.T, addr string) *rpc.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := rpc.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func alloc(t *testing.T, c *rpc.Client, size uint64) uint64 {
+	t.Helper()
+	h, _, err := c.AllocBuffer(context.Background(), 0, size)
+	if err != nil || h == 0 {
+		t.Fatalf("alloc %d: handle %d, %v", size, h, err)
+	}
+	return h
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const gib = 1 << 30
+
+// normalise makes a snapshot independent of the host, ports and timing:
+// every device is 16 GiB with 2 GiB used by others, peers get fixed
+// addresses by connection id, times are fixed relative to t0, and history
+// keeps only changes (how many polls saw each value varies).
+func normalise(s *Snapshot) {
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		for j := range n.Info.Devices {
+			d := &n.Info.Devices[j]
+			d.Description = "test CPU"
+			d.MemoryTotal = 16 * gib
+			d.MemoryFree = 14*gib - d.BoundBytes
+		}
+		n.Info.Started = t0.Add(-time.Hour)
+		for j := range n.Conns {
+			c := &n.Conns[j]
+			c.Peer = fmt.Sprintf("10.0.0.9:%d", 40000+c.ID)
+			c.Since = t0.Add(-time.Duration(90+c.ID) * time.Second)
+			c.LastActivity = t0.Add(-2 * time.Second)
+			for k := range c.Buffers {
+				c.Buffers[k].Created = t0.Add(-time.Duration(60-c.Buffers[k].ID) * time.Second)
+			}
+		}
+		for j, h := range n.History {
+			var out []uint64
+			for _, v := range h {
+				if len(out) == 0 || out[len(out)-1] != v {
+					out = append(out, v)
+				}
+			}
+			n.History[j] = out
+		}
+		if n.State == StateDown && strings.Contains(n.Error, "connection") {
+			n.Error = "connection refused" // refused or reset, depending on timing
+		}
+	}
+	for i := range s.Alerts {
+		if !s.Alerts[i].Active {
+			s.Alerts[i].Time = t0.Add(-5 * time.Second)
+		}
+	}
+}
+
+func testPoller(nodes ...Target) *Poller {
+	return NewPoller(Config{Nodes: nodes, Timeout: time.Second, Now: fixedNow, Transform: normalise})
+}
+
+func testOptions() Options {
+	return Options{Interval: 30 * time.Millisecond, Now: fixedNow, Location: time.UTC}
+}

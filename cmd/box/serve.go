@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/boxproj/box/cluster"
+	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/serve"
 	"github.com/boxproj/box/synth"
@@ -102,6 +105,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			*id = "box-demo"
 		}
 	}
+	// A bad file is refused here, in one line, before anything starts.
+	if err := checkModel(path); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -113,6 +120,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}, log)
 	err = srv.Run(ctx, ln)
 	return err
+}
+
+// checkModel validates a GGUF file's structure (header, metadata, tensor
+// descriptions, data bounds) without loading it.
+func checkModel(path string) error {
+	_, err := gguf.Inspect(path)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("model %s: no such file", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("model %s: permission denied", path)
+	default:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("model %s: %v", path, err)
+	}
 }
 
 // defaultCacheDir is $XDG_CACHE_HOME/box (or ~/.cache/box).

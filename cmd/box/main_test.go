@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/synth"
+)
+
+// The test binary is box itself when BOX_E2E_MAIN is set, so these tests
+// run real box processes and send them real signals.
+func TestMain(m *testing.M) {
+	if os.Getenv("BOX_E2E_MAIN") == "1" {
+		os.Exit(run(append([]string{"box"}, os.Args[1:]...), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func box(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "BOX_E2E_MAIN=1")
+	return cmd
+}
+
+func TestServeRefusesBadModelInOneLine(t *testing.T) {
+	dir := t.TempDir()
+	cfg, _ := synth.Preset("tiny")
+	good := filepath.Join(dir, "tiny.gguf")
+	if err := synth.Write(context.Background(), good, cfg); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(good)
+	trunc := filepath.Join(dir, "trunc.gguf")
+	os.WriteFile(trunc, b[:len(b)/3], 0o644)
+	for _, path := range []string{filepath.Join(dir, "nonexistent.gguf"), trunc} {
+		var stderr bytes.Buffer
+		cmd := box("serve", "--model", path, "--listen", "127.0.0.1:0")
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("%s: exit %v", path, err)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], path) {
+			t.Fatalf("%s: want one line naming the file, got:\n%s", path, stderr.String())
+		}
+	}
+}
+
+func TestBadFlagsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve"},
+		{"serve", "--demo", "--parallel", "0"},
+		{"serve", "--demo", "--tensor-split", "1,x", "--rpc", "127.0.0.1:1"},
+		{"worker", "--max-memory", "lots"},
+		{"worker", "--allow", "10.0.0.0"},
+		{"nonsense"},
+	} {
+		err := box(args...).Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Fatalf("box %v: exit %v, want 2", args, err)
+		}
+	}
+}
+
+func TestWorkerSIGTERMFreesEverythingAndExitsZero(t *testing.T) {
+	addr := "127.0.0.1:" + freePort(t)
+	cmd := box("worker", "--listen", addr, "--admin", "", "--threads", "1")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var log bytes.Buffer
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+		}
+	}()
+	var c *rpc.Client
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		if c, err = rpc.Dial(context.Background(), addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer c.Close()
+	for i := 0; i < 2; i++ {
+		if h, _, err := c.AllocBuffer(context.Background(), 0, 4<<20); err != nil || h == 0 {
+			t.Fatalf("alloc: %v", err)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker did not stop on SIGTERM")
+	}
+	<-logDone
+	if !strings.Contains(log.String(), "bytes_freed=8388608") {
+		t.Fatalf("log does not report the bytes freed:\n%s", log.String())
+	}
+	if _, err := c.DeviceCount(context.Background()); err == nil {
+		t.Fatal("connection still open after the worker stopped")
+	}
+}
+
+// freePort finds a free loopback port.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}

@@ -59,6 +59,13 @@ func (m *Model) now() time.Time { return m.opt.Now() }
 
 func (m *Model) clock(t time.Time) string { return t.In(m.opt.Location).Format("15:04:05") }
 
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 // age formats a duration compactly: 5s, 3m04s, 2h03m, 4d02h.
 func age(d time.Duration) string {
 	if d < 0 {
@@ -307,7 +314,7 @@ func (m *Model) headerLine(w int) string {
 	if degraded > 0 {
 		parts[0] += fmt.Sprintf(", %s", stDegraded.Render(fmt.Sprintf("%d degraded", degraded)))
 	}
-	parts = append(parts, probe.HumanBytes(bound)+" bound", fmt.Sprintf("%d conns", conns))
+	parts = append(parts, probe.HumanBytes(bound)+" bound", plural(conns, "conn"))
 	if m.snap.Head != "" {
 		h := "head " + m.snap.HeadState
 		if m.snap.HeadError != "" {
@@ -555,7 +562,10 @@ func (m *Model) helpView(w int) string {
 	for i, l := range lines {
 		lines[i] = pad(l, w)
 	}
-	if m.height > 0 && len(lines) > m.height {
+	if m.height > 0 {
+		for len(lines) < m.height {
+			lines = append(lines, pad("", w))
+		}
 		lines = lines[:m.height]
 	}
 	return strings.Join(lines, "\n")

@@ -114,9 +114,16 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 	}
 
 	// Shape rules for nodes, and index tensors to check before compute.
+	// Index values are checked unless a node computes them. A node whose op
+	// computes nothing (NONE, or a view) still holds whatever the client
+	// uploaded, so it counts as an input.
 	produced := make(map[int32]bool, len(nodes))
 	for _, n := range nodes {
-		produced[n] = true
+		switch req.Tensors[order[n]].Op {
+		case opNone, opView, opReshape, opPermute, opTranspose:
+		default:
+			produced[n] = true
+		}
 	}
 	var checks []indexCheck
 	for _, n := range nodes {

@@ -222,3 +222,25 @@ func TestPeerClosesDuringReply(t *testing.T) {
 		t.Fatalf("worker unusable after a peer closed mid-reply: %v", err)
 	}
 }
+
+// An index tensor listed as a node but computed by nothing is still
+// checked: its values are whatever the client uploaded.
+func TestIndexListedAsNodeIsStillChecked(t *testing.T) {
+	w := startWorker(t, Config{})
+	rc := rawDial(t, w.addr, true)
+	h, base := rc.alloc(t, 4096)
+	src, ids := f32t(1, h, base, 4, 3), f32t(2, h, base+256, 2)
+	ids.Type = tI32
+	rc.send(rpc.CmdSetTensor, rpc.SetTensorReq{SetTensorHeader: rpc.SetTensorHeader{Tensor: ids}, Data: i32bytes(1, 7)}.Encode())
+	d := f32t(3, h, base+512, 4, 2)
+	d.Op, d.Src[0], d.Src[1] = opGetRows, 1, 2
+	rc.send(rpc.CmdGraphCompute, graphMsg([]uint64{2, 3}, src, ids, d))
+	if !rc.closedByPeer(3 * time.Second) {
+		t.Fatal("connection not closed")
+	}
+	waitConns(t, w, 0, 2*time.Second)
+	evs := w.events.since(0)
+	if last := evs[len(evs)-1]; last.Violation != "index" {
+		t.Fatalf("ended with %+v, want an index violation", last)
+	}
+}

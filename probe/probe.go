@@ -34,6 +34,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"github.com/boxproj/box/hostmem"
 	"os"
 	"sync"
 	"time"
@@ -139,19 +140,11 @@ type Conn struct {
 }
 
 // Host is the host's RAM and, when the process runs in a memory-limited
-// cgroup (v2), that limit.
-type Host struct {
-	MemTotal     uint64  `json:"mem_total"`
-	MemAvailable uint64  `json:"mem_available"`
-	Cgroup       *Cgroup `json:"cgroup,omitempty"`
-}
+// Host is the machine's memory (see package hostmem).
+type Host = hostmem.Host
 
-// Cgroup is a cgroup v2 memory limit (memory.max) and usage (memory.current).
-type Cgroup struct {
-	Path    string `json:"path"`
-	Limit   uint64 `json:"limit"`
-	Current uint64 `json:"current"`
-}
+// Cgroup is a cgroup v2 memory limit and usage.
+type Cgroup = hostmem.Cgroup
 
 // NVML is what the NVIDIA management library reports. Available false is a
 // normal state (no driver, no GPU) described by Status.
@@ -230,20 +223,12 @@ func LocalNode(ctx context.Context) Node {
 	return n
 }
 
-// CPUMemory narrows ggml's figures for a CPU device (which may count all
-// RAM as free) to what the host says: free is at most MemAvailable, and under
-// a cgroup limit total is at most the limit and free at most what is left
-// of it.
-func CPUMemory(total, free uint64, h Host) (uint64, uint64) {
-	if h.MemAvailable > 0 {
-		free = min(free, h.MemAvailable)
-	}
-	if cg := h.Cgroup; cg != nil {
-		total = min(total, cg.Limit)
-		free = min(free, sub(cg.Limit, cg.Current))
-	}
-	return total, min(free, total)
-}
+// CPUMemory narrows ggml's figures for a CPU device to what the host says
+// (see hostmem.CPU).
+func CPUMemory(total, free uint64, h Host) (uint64, uint64) { return hostmem.CPU(total, free, h) }
+
+// HostMemory reads the host's memory under root (see hostmem.Read).
+func HostMemory(root string) (Host, error) { return hostmem.Read(root) }
 
 // Devices returns the GPUs as Device rows (source "nvml"), with the memory
 // of box processes as bound and the rest of the used memory as others.

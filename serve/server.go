@@ -48,6 +48,8 @@ type Config struct {
 	Reconnect bool
 	// Heartbeat is how often an idle worker is pinged; default 5s.
 	Heartbeat time.Duration
+	// Probe, when set, answers GET /v1/probe with this node's memory view.
+	Probe func(context.Context) any
 }
 
 // Server serves one model. Create it with New, run it with Run.
@@ -121,6 +123,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/models", s.instrument("models", s.handleModels))
 	mux.HandleFunc("GET /health", s.instrument("health", s.handleHealth))
 	mux.HandleFunc("GET /v1/cluster", s.instrument("cluster", s.handleCluster))
+	if s.cfg.Probe != nil {
+		mux.HandleFunc("GET /v1/probe", s.instrument("probe", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, 200, s.cfg.Probe(r.Context()))
+		}))
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.met.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: 404, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), Type: "invalid_request_error", Code: strp("not_found")})

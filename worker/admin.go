@@ -64,7 +64,7 @@ func (w *Worker) Node(version string) NodeInfo {
 	bound := append([]uint64(nil), w.devBytes...)
 	w.mu.Unlock()
 	for i, b := range w.backends {
-		free, total := b.Memory()
+		free, total := w.memory(i)
 		n.Devices = append(n.Devices, DeviceInfo{Index: i, Name: b.Device.Name, Description: b.Device.Description, Type: b.Device.Type,
 			MemoryTotal: total, MemoryFree: free, BoundBytes: bound[i], MaxMemory: w.cfg.MaxMemory})
 		n.BoundBytes += bound[i]

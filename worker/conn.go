@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/hostmem"
 	"github.com/boxproj/box/rpc"
 )
 
@@ -379,8 +380,22 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 	}
 }
 
+// memory is a device's free and total bytes. For a CPU device, ggml may
+// count all RAM as free; the host's MemAvailable and cgroup limit are used
+// instead, so "free" means what could really be allocated.
+func (w *Worker) memory(d int) (free, total uint64) {
+	b := w.backends[d]
+	free, total = b.Memory()
+	if b.Device.Type == "cpu" {
+		if h, err := hostmem.Read("/"); err == nil {
+			total, free = hostmem.CPU(total, free, h)
+		}
+	}
+	return free, total
+}
+
 func (w *Worker) deviceMemory(d int) (free, total uint64) {
-	free, total = w.backends[d].Memory()
+	free, total = w.memory(d)
 	if w.cfg.MaxMemory > 0 {
 		// A quota is the device as far as clients are concerned: report it,
 		// so a head sizes its split to what it may actually allocate.

@@ -17,6 +17,7 @@ import (
 	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/serve"
 	"github.com/boxproj/box/synth"
 )
@@ -117,6 +118,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ModelPath: path, ModelID: *id, Parallel: *parallel, Queue: *queue, CtxSize: *nctx,
 		Batch: *batch, Threads: *threads, Grace: *grace, Model: llama.ModelParams{NoMmap: *noMmap},
 		Workers: workers, Split: shares, NoLocal: *noLocal, Reconnect: *reconn, Heartbeat: *hb,
+		Probe: func(ctx context.Context) any { return probe.Local(ctx) },
 	}, log)
 	err = srv.Run(ctx, ln)
 	return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/worker"
 )
 
@@ -110,7 +112,14 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			w.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
-		adminSrv = &http.Server{Handler: w.AdminHandler(version), ReadHeaderTimeout: 10 * time.Second}
+		// The admin API, plus this node's probe view (NVML, host memory).
+		mux := http.NewServeMux()
+		mux.Handle("/", w.AdminHandler(version))
+		mux.HandleFunc("GET /v1/probe", func(rw http.ResponseWriter, r *http.Request) {
+			rw.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(rw).Encode(probe.Local(r.Context()))
+		})
+		adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go adminSrv.Serve(aln)
 		log.Info("admin API listening", "url", "http://"+aln.Addr().String())
 	}

@@ -1,4 +1,7 @@
-package probe
+// Package hostmem reads what the host says about its memory: MemTotal and
+// MemAvailable, and this process's cgroup v2 limit. It is a leaf so both
+// the worker and the probe can use it.
+package hostmem
 
 import (
 	"bufio"
@@ -10,10 +13,10 @@ import (
 	"strings"
 )
 
-// HostMemory reads MemTotal and MemAvailable from root/proc/meminfo and, when
+// Read reads MemTotal and MemAvailable from root/proc/meminfo and, when
 // this process's cgroup v2 has a memory.max other than "max", the limit and
 // current usage from root/sys/fs/cgroup. root is "/" except in tests.
-func HostMemory(root string) (Host, error) {
+func Read(root string) (Host, error) {
 	f, err := os.Open(filepath.Join(root, "proc/meminfo"))
 	if err != nil {
 		return Host{}, err
@@ -94,4 +97,39 @@ func cgroupMemory(root string) *Cgroup {
 		return cg
 	}
 	return nil
+}
+
+// Host is the machine's memory, from /proc/meminfo and cgroup v2.
+type Host struct {
+	MemTotal     uint64  `json:"mem_total"`
+	MemAvailable uint64  `json:"mem_available"`
+	Cgroup       *Cgroup `json:"cgroup,omitempty"`
+}
+
+// Cgroup is a cgroup v2 memory limit (memory.max) and usage (memory.current).
+type Cgroup struct {
+	Path    string `json:"path"`
+	Limit   uint64 `json:"limit"`
+	Current uint64 `json:"current"`
+}
+
+// CPU narrows a CPU device's figures (ggml may count all RAM as free) to
+// what the host says: free is at most MemAvailable, and under a cgroup
+// limit total is at most the limit and free at most what is left of it.
+func CPU(total, free uint64, h Host) (uint64, uint64) {
+	if h.MemAvailable > 0 {
+		free = min(free, h.MemAvailable)
+	}
+	if cg := h.Cgroup; cg != nil {
+		total = min(total, cg.Limit)
+		free = min(free, sub(cg.Limit, cg.Current))
+	}
+	return total, min(free, total)
+}
+
+func sub(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,4 +139,84 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// startBox runs a long-lived box process and stops it at cleanup.
+func startBox(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := box(args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	return cmd
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered 200", url)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The demo cluster as real processes: two workers and a head; boxtop --once
+// shows both workers, the bytes bound there and the head's connection with
+// its buffers.
+func TestDemoClusterSeenByBoxtop(t *testing.T) {
+	cache := t.TempDir()
+	var rpcs, admins []string
+	for i := 0; i < 2; i++ {
+		p := freePort(t)
+		a := freePort(t)
+		rpcs = append(rpcs, "127.0.0.1:"+p)
+		admins = append(admins, "127.0.0.1:"+a)
+		startBox(t, "worker", "--listen", rpcs[i], "--admin", admins[i], "--threads", "1")
+		waitHTTP(t, "http://"+admins[i]+"/v1/node")
+	}
+	head := "127.0.0.1:" + freePort(t)
+	startBox(t, "serve", "--demo", "--cache-dir", cache, "--listen", head, "--no-local", "--threads", "1",
+		"--rpc", rpcs[0]+"@"+admins[0]+","+rpcs[1]+"@"+admins[1])
+	waitHTTP(t, "http://"+head+"/health")
+
+	resp, err := http.Post("http://"+head+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"box-demo","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("chat through the demo cluster: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	var out bytes.Buffer
+	top := box("top", "--head", "http://"+head, "--once", "--width", "120")
+	top.Stdout = &out
+	top.Stderr = &out
+	if err := top.Run(); err != nil {
+		t.Fatalf("boxtop --once: %v\n%s", err, out.String())
+	}
+	frame := out.String()
+	for _, want := range append(append([]string{}, rpcs...), "serving") {
+		if !strings.Contains(frame, strings.Split(want, "@")[0]) {
+			t.Fatalf("boxtop frame lacks %q:\n%s", want, frame)
+		}
+	}
+	t.Logf("boxtop --once:\n%s", frame)
 }

@@ -23,6 +23,7 @@ Usage:
   box worker [--listen ADDR] [--admin ADDR] ...            ggml RPC worker (protocol 3.6.0)
   box model synth --preset tiny|1b -o FILE ...             write a synthetic GGUF model
   box bench [--out FILE] ...                               llama-bench-style throughput
+  box leakcheck [--demo | --model FILE] [--rpc ...] ...    restart heads, check workers give memory back
   box probe [--rpc host:port,...] [--admin URL,...] [--json] memory of every device of every node
   box top (--nodes URL,... | --head URL) [--once]          live memory, connections, bindings (boxtop)
   box version
@@ -70,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runModel(ctx, rest, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, rest, stdout, stderr)
+	case "leakcheck":
+		err = runLeakcheck(ctx, rest, stdout, stderr)
 	case "probe":
 		err = runProbe(ctx, rest, stdout, stderr)
 	case "top", "boxtop":

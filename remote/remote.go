@@ -13,6 +13,7 @@ package remote
 import "C"
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,9 @@ type Node struct {
 	failed  atomic.Pointer[error]
 	bytes   atomic.Int64 // bytes in live buffers on this node
 	buffers atomic.Int64
+	// graphGen changes whenever the worker may have dropped its stored
+	// graphs: a new connection, or a freed buffer.
+	graphGen atomic.Uint64
 }
 
 // Device is one device of a node, registered with ggml as Name.
@@ -49,6 +53,12 @@ type Device struct {
 	Index  uint32
 	Name   string // ggml device name: RPC[host:port]#N
 	handle cgo.Handle
+
+	// The last graph sent, and the node's graph generation then: an
+	// identical graph is recomputed (GRAPH_RECOMPUTE, 4 bytes) instead of
+	// being sent, decoded and validated again.
+	lastGraph []byte
+	lastGen   uint64
 }
 
 // NodeError says which node failed and how.
@@ -188,6 +198,7 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	n.lastUse = time.Now()
 	n.bytes.Store(0)
 	n.buffers.Store(0)
+	n.graphGen.Add(1)
 	n.failed.Store(nil)
 	n.mu.Unlock()
 	return nil
@@ -307,6 +318,7 @@ func boxRemoteFree(h C.uintptr_t, remote C.uint64_t, size C.size_t) {
 	d := dev(h)
 	ctx, cancel := opCtx()
 	defer cancel()
+	d.Node.graphGen.Add(1)
 	if d.Node.call(func(c *rpc.Client) error { return c.FreeBuffer(ctx, uint64(remote)) }) == nil {
 		d.Node.bytes.Add(-int64(size))
 		d.Node.buffers.Add(-1)
@@ -321,8 +333,14 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 	ctx, cancel := opCtx()
 	defer cancel()
 	d.Node.call(func(c *rpc.Client) error {
-		_, err := c.SetTensorCached(ctx, wt, uint64(off), buf)
-		return err
+		// Large uploads are offered by hash first: a worker with a warm
+		// --cache then applies them from disk.
+		if len(buf) > rpc.BoxCacheThreshold {
+			if ok, err := c.SetTensorHash(ctx, wt, uint64(off), memo.hash(buf)); err != nil || ok {
+				return err
+			}
+		}
+		return c.SetTensor(ctx, wt, uint64(off), buf)
 	})
 }
 
@@ -407,9 +425,19 @@ func boxRemoteAllocSize(h C.uintptr_t, t *C.struct_ggml_tensor) C.size_t {
 func boxRemoteCompute(h C.uintptr_t, g *C.struct_ggml_cgraph) C.int {
 	d := dev(h)
 	nodes, tensors := serializeGraph(g)
+	payload := rpc.GraphComputeReq{Device: d.Index, Nodes: nodes, Tensors: tensors}.Encode()
 	ctx, cancel := opCtx()
 	defer cancel()
-	if err := d.Node.call(func(c *rpc.Client) error { return c.GraphCompute(ctx, d.Index, nodes, tensors) }); err != nil {
+	err := d.Node.call(func(c *rpc.Client) error {
+		gen := d.Node.graphGen.Load()
+		if gen == d.lastGen && bytes.Equal(payload, d.lastGraph) {
+			return c.GraphRecompute(ctx, d.Index)
+		}
+		d.lastGraph, d.lastGen = payload, gen
+		return c.GraphComputeEncoded(ctx, payload)
+	})
+	if err != nil {
+		d.lastGraph = nil
 		return 1
 	}
 	return 0

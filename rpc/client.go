@@ -431,7 +431,13 @@ func (c *Client) SetTensorHash(ctx context.Context, t Tensor, off, hash uint64) 
 // SET_TENSOR_HASH and sends the data only if the worker does not have it.
 // It reports whether the data was actually sent.
 func (c *Client) SetTensorCached(ctx context.Context, t Tensor, off uint64, data []byte) (sent bool, err error) {
-	if len(data) > HashThreshold {
+	return c.SetTensorCachedAbove(ctx, t, off, data, HashThreshold)
+}
+
+// SetTensorCachedAbove is SetTensorCached with another size threshold (see
+// BoxCacheThreshold).
+func (c *Client) SetTensorCachedAbove(ctx context.Context, t Tensor, off uint64, data []byte, threshold int) (sent bool, err error) {
+	if len(data) > threshold {
 		ok, err := c.SetTensorHash(ctx, t, off, FNV1a64(data))
 		if err != nil || ok {
 			return false, err
@@ -479,6 +485,17 @@ func (c *Client) GraphCompute(ctx context.Context, dev uint32, nodes []uint64, t
 		return fmt.Errorf("rpc: %s GRAPH_COMPUTE: too many nodes (%d) or tensors (%d)", c.addr, len(nodes), len(tensors))
 	}
 	return c.sendOnly(ctx, CmdGraphCompute, GraphComputeReq{Device: dev, Nodes: nodes, Tensors: tensors})
+}
+
+// rawPayload is an already encoded message.
+type rawPayload []byte
+
+func (r rawPayload) AppendTo(b []byte) []byte { return append(b, r...) }
+
+// GraphComputeEncoded sends a GRAPH_COMPUTE whose payload was encoded with
+// GraphComputeReq.Encode (callers that compare graphs encode them anyway).
+func (c *Client) GraphComputeEncoded(ctx context.Context, payload []byte) error {
+	return c.sendOnly(ctx, CmdGraphCompute, rawPayload(payload))
 }
 
 // GraphRecompute recomputes the graph most recently sent with GraphCompute

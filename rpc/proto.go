@@ -107,6 +107,12 @@ const (
 // writes its cache file.
 const HashThreshold = 10 << 20
 
+// BoxCacheThreshold is where box departs from the reference: its worker
+// caches uploads above 1 MiB and its head offers hashes from that size, so a
+// warm reload sends almost no weights. Against a reference server the head
+// pays one extra round trip for each tensor between 1 and 10 MiB.
+const BoxCacheThreshold = 1 << 20
+
 // ggml limits at 3.6.0.
 const (
 	MaxDims     = 4

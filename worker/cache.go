@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 
 // cache keeps large uploads on disk, named by their FNV-1a hash (the
 // protocol's), so a head that loads the same weights again can send hashes
-// instead of data. Files are written atomically (temp, fsync, rename) and
+// instead of data. Files are written atomically (temp, rename) and
 // carry a header with their length and CRC-32C, checked on every read: a
 // truncated or corrupt file is removed, never served. CRC-32C runs at
 // memory speed, where re-hashing with byte-serial FNV would cost a large
@@ -68,12 +69,11 @@ func (c *cache) put(data []byte) {
 		return
 	}
 	tmp := f.Name()
+	// No fsync: a file torn by a crash fails its checksum and is dropped,
+	// so durability would only buy a slower cold load.
 	_, err = f.Write(hdr)
 	if err == nil {
 		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -87,19 +87,47 @@ func (c *cache) put(data []byte) {
 	}
 }
 
-// get returns the cached data for hash, if present and intact.
-func (c *cache) get(hash uint64) ([]byte, bool) {
+// readInto reads the entry for hash. dst is asked for the destination of
+// its n data bytes: a slice to read into directly (host memory), or nil to
+// read into a temporary one handed to write afterwards. It reports whether
+// an intact entry was applied; a corrupt or truncated one is removed.
+func (c *cache) readInto(hash uint64, dst func(n uint64) []byte, write func(n uint64, data []byte)) bool {
 	p := c.path(hash)
-	data, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
-		return nil, false
+		return false
 	}
-	if len(data) < cacheHeader || !bytes.Equal(data[:8], []byte(cacheMagic)) ||
-		binary.LittleEndian.Uint64(data[8:]) != uint64(len(data)-cacheHeader) ||
-		binary.LittleEndian.Uint32(data[16:]) != crc32.Checksum(data[cacheHeader:], castagnoli) {
-		c.log.Warn("cache file is corrupt or truncated; removed", "file", p, "bytes", len(data))
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	bad := func(why string) bool {
+		c.log.Warn("cache file is corrupt or truncated; removed", "file", p, "bytes", st.Size(), "why", why)
 		os.Remove(p)
-		return nil, false
+		return false
 	}
-	return data[cacheHeader:], true
+	hdr := make([]byte, cacheHeader)
+	if _, err := io.ReadFull(f, hdr); err != nil || !bytes.Equal(hdr[:8], []byte(cacheMagic)) {
+		return bad("header")
+	}
+	n := binary.LittleEndian.Uint64(hdr[8:])
+	if n != uint64(st.Size()-cacheHeader) {
+		return bad("length")
+	}
+	buf := dst(n)
+	direct := buf != nil
+	if buf == nil {
+		buf = make([]byte, n)
+	}
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return bad("read")
+	}
+	if binary.LittleEndian.Uint32(hdr[16:]) != crc32.Checksum(buf, castagnoli) {
+		return bad("checksum")
+	}
+	if !direct {
+		write(n, buf)
+	}
+	return true
 }

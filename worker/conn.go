@@ -505,14 +505,14 @@ func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
 		if _, err := io.ReadFull(c.br, b.buf.HostBytes(start, n)); err != nil {
 			return err
 		}
-		if c.w.cache != nil && n > rpc.HashThreshold {
+		if c.w.cache != nil && n > rpc.BoxCacheThreshold {
 			c.w.cache.put(b.buf.HostBytes(start, n))
 		}
 		return nil
 	}
 	chunk := make([]byte, min(n, 8<<20))
 	var all []byte
-	if c.w.cache != nil && n > rpc.HashThreshold {
+	if c.w.cache != nil && n > rpc.BoxCacheThreshold {
 		all = make([]byte, 0, n)
 	}
 	for done := uint64(0); done < n; {
@@ -549,15 +549,30 @@ func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
 	if c.w.cache == nil {
 		return c.reply([]byte{0})
 	}
-	data, ok := c.w.cache.get(req.Hash)
+	// The cached data goes straight into the tensor (host buffers) and is
+	// verified there; if it turns out corrupt the client is told to send it,
+	// which overwrites it.
+	var rangeErr error
+	ok := c.w.cache.readInto(req.Hash, func(n uint64) []byte {
+		b, start, err := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, n)
+		if err != nil {
+			rangeErr = err
+			return nil
+		}
+		if b.buf.IsHost() {
+			return b.buf.HostBytes(start, n)
+		}
+		return nil
+	}, func(n uint64, data []byte) {
+		b, start, _ := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, n)
+		b.buf.Write(start, data)
+	})
+	if rangeErr != nil {
+		return rangeErr
+	}
 	if !ok {
 		return c.reply([]byte{0})
 	}
-	b, start, err := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, uint64(len(data)))
-	if err != nil {
-		return err
-	}
-	b.buf.Write(start, data)
 	c.w.met.cacheHits.Inc()
 	return c.reply([]byte{1})
 }

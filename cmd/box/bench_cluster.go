@@ -70,12 +70,12 @@ func benchRPC(ctx context.Context, stdout io.Writer, rep *benchReport) error {
 		return err
 	}
 	defer w.stop()
-	r, err := bench.RPC(ctx, w.addr, w.cmd.Process.Pid, 64<<20, 5, 10000)
+	r, err := bench.RPC(ctx, w.addr, w.cmd.Process.Pid, 64<<20, 25, 10000)
 	if err != nil {
 		return err
 	}
 	rep.RPC = &r
-	fmt.Fprintf(stdout, "\nRPC transport (box worker on loopback, 64 MiB tensors, best of 5):\n")
+	fmt.Fprintf(stdout, "\nRPC transport (box worker on loopback, 64 MiB tensors, best of 25, interleaved):\n")
 	fmt.Fprintf(stdout, "  raw loopback TCP      %8.0f MB/s   round trip %6.1f µs\n", r.LoopbackBps/1e6, r.LoopbackRTTus)
 	fmt.Fprintf(stdout, "  SET_TENSOR            %8.0f MB/s   %.2f of loopback\n", r.SetTensorBps/1e6, r.SetRatio)
 	fmt.Fprintf(stdout, "  GET_TENSOR            %8.0f MB/s   %.2f of loopback\n", r.GetTensorBps/1e6, r.GetRatio)

@@ -97,7 +97,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	path := *model
 	if *demo {
+		// The tiny preset with a vocabulary of word pieces, so the (random)
+		// answers read as gibberish words rather than stray bytes.
 		cfg, _ := synth.Preset("tiny")
+		cfg.Vocab, cfg.Name = 4096, "synth-demo"
 		path, err = synth.EnsureCached(ctx, *cacheDir, cfg)
 		if err != nil {
 			return fmt.Errorf("demo model: %w", err)

@@ -15,44 +15,42 @@ import (
 	"github.com/boxproj/box/rpc"
 )
 
-// loopback is a raw TCP pair over loopback: the physical limit of the RPC
-// transport here. The reader takes each transfer whole into one buffer (as
-// the worker does) and acknowledges it with one byte, so the timing covers
-// delivery.
-type loopback struct {
-	ln   net.Listener
-	c    net.Conn
-	buf  []byte
-	ack  []byte
-	done chan struct{}
-}
-
-func newLoopback(n int) (*loopback, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	l := &loopback{ln: ln, buf: make([]byte, n), ack: make([]byte, 1), done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
+// Sink serves raw loopback transfers: it reads each n-byte transfer whole
+// into one buffer (as the worker does) and acknowledges it with one byte. It
+// runs in its own process (box bench --sink), so the raw figure crosses a
+// process boundary exactly as head-to-worker traffic does.
+func Sink(ln net.Listener, n int) {
+	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		defer c.Close()
-		sink := make([]byte, n)
-		for {
-			if _, err := io.ReadFull(c, sink); err != nil {
-				return
+		go func() {
+			defer c.Close()
+			sink := make([]byte, n)
+			for {
+				if _, err := io.ReadFull(c, sink); err != nil {
+					return
+				}
+				c.Write(sink[:1])
 			}
-			c.Write(sink[:1])
-		}
-	}()
-	if l.c, err = net.Dial("tcp", ln.Addr().String()); err != nil {
-		ln.Close()
+		}()
+	}
+}
+
+// loopback sends raw transfers to a Sink.
+type loopback struct {
+	c   net.Conn
+	buf []byte
+	ack []byte
+}
+
+func newLoopback(sinkAddr string, n int) (*loopback, error) {
+	c, err := net.Dial("tcp", sinkAddr)
+	if err != nil {
 		return nil, err
 	}
-	return l, nil
+	return &loopback{c: c, buf: make([]byte, n), ack: make([]byte, 1)}, nil
 }
 
 // once sends one transfer and returns its rate in bytes/s.
@@ -67,11 +65,7 @@ func (l *loopback) once() (float64, error) {
 	return float64(len(l.buf)) / time.Since(t0).Seconds(), nil
 }
 
-func (l *loopback) close() {
-	l.c.Close()
-	l.ln.Close()
-	<-l.done
-}
+func (l *loopback) close() { l.c.Close() }
 
 // LoopbackRTT is the best round trip of a 1-byte ping-pong over loopback.
 func LoopbackRTT(ctx context.Context, reps int) (time.Duration, error) {
@@ -128,12 +122,12 @@ type RPCResult struct {
 	RSSChangePercent float64 `json:"rss_change_percent"`
 }
 
-// RPC measures a worker at addr: SET_TENSOR and GET_TENSOR of size bytes,
-// GRAPH_COMPUTE round trips of a tiny graph, and the worker's RSS (pid)
-// over cycles alloc/set/free cycles.
-func RPC(ctx context.Context, addr string, pid int, size, reps, cycles int) (RPCResult, error) {
+// RPC measures a worker at addr: SET_TENSOR and GET_TENSOR of size bytes
+// beside raw transfers to a Sink at sinkAddr, GRAPH_COMPUTE round trips of a
+// tiny graph, and the worker's RSS (pid) over cycles alloc/set/free cycles.
+func RPC(ctx context.Context, addr, sinkAddr string, pid int, size, reps, cycles int) (RPCResult, error) {
 	res := RPCResult{TensorBytes: size, Cycles: cycles}
-	lb, err := newLoopback(size)
+	lb, err := newLoopback(sinkAddr, size)
 	if err != nil {
 		return res, err
 	}

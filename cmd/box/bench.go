@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -40,12 +41,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		tg       = fs.Int("tg", 128, "generated tokens for the tg test")
 		threads  = fs.Int("threads", runtime.NumCPU(), "CPU threads")
 		bwSize   = fs.Int("bw-mib", 1024, "MiB read by the bandwidth test")
+		sinkSize = fs.Int("sink", 0, "")
 		suites   = fs.String("suite", "cpu,rpc,cluster", "what to measure: cpu (pp/tg per type), rpc (worker transport), cluster (head + 2 workers)")
 		out      = fs.String("out", "", "write the results as JSON to this file")
 		logLevel = fs.String("log-level", "warn", "debug, info, warn or error")
 	)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *sinkSize > 0 {
+		// Internal: the raw loopback peer of the rpc suite, in its own process.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, ln.Addr().String())
+		go bench.Sink(ln, *sinkSize)
+		<-ctx.Done()
+		ln.Close()
+		return nil
 	}
 	if *reps < 1 || *pp < 1 || *tg < 1 || *threads < 1 || *bwSize < 64 {
 		fmt.Fprintln(stderr, "box bench: --reps, --pp, --tg, --threads must be positive and --bw-mib at least 64")

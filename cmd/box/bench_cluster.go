@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/boxproj/box/bench"
@@ -64,19 +65,48 @@ func (w *benchWorker) stop() {
 	w.cmd.Wait()
 }
 
+// startSink runs `box bench --sink N` and reads the address it prints.
+func startSink(ctx context.Context, n int) (*benchWorker, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "--sink", fmt.Sprint(n))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	return &benchWorker{addr: strings.TrimSpace(line), cmd: cmd}, nil
+}
+
 func benchRPC(ctx context.Context, stdout io.Writer, rep *benchReport) error {
 	w, err := startBenchWorker(ctx, 1)
 	if err != nil {
 		return err
 	}
 	defer w.stop()
-	r, err := bench.RPC(ctx, w.addr, w.cmd.Process.Pid, 64<<20, 25, 10000)
+	sink, err := startSink(ctx, 64<<20)
+	if err != nil {
+		return err
+	}
+	defer sink.stop()
+	r, err := bench.RPC(ctx, w.addr, sink.addr, w.cmd.Process.Pid, 64<<20, 25, 10000)
 	if err != nil {
 		return err
 	}
 	rep.RPC = &r
 	fmt.Fprintf(stdout, "\nRPC transport (box worker on loopback, 64 MiB tensors, best of 25, interleaved):\n")
-	fmt.Fprintf(stdout, "  raw loopback TCP      %8.0f MB/s   round trip %6.1f µs\n", r.LoopbackBps/1e6, r.LoopbackRTTus)
+	fmt.Fprintf(stdout, "  raw loopback TCP      %8.0f MB/s   (one process to another)\n", r.LoopbackBps/1e6)
+	fmt.Fprintf(stdout, "  raw loopback RTT      %8.1f µs     (1-byte ping-pong)\n", r.LoopbackRTTus)
 	fmt.Fprintf(stdout, "  SET_TENSOR            %8.0f MB/s   %.2f of loopback\n", r.SetTensorBps/1e6, r.SetRatio)
 	fmt.Fprintf(stdout, "  GET_TENSOR            %8.0f MB/s   %.2f of loopback\n", r.GetTensorBps/1e6, r.GetRatio)
 	fmt.Fprintf(stdout, "  GRAPH_COMPUTE + GET   %8.1f µs per round trip (small graph)\n", r.GraphRTTus)

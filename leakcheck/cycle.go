@@ -141,6 +141,9 @@ func (r *runner) cycle(ctx context.Context, n int, m Mode, first map[string]uint
 			return c, r.workersAlive()
 		}
 		c.LoadSeconds = time.Since(start).Seconds()
+		// Loaded: the peak is here at the latest (a fast load can fall
+		// between two background samples).
+		pk.observe(r.take(ctx, false))
 		for i := 0; i < r.o.Requests; i++ {
 			if err := r.chat(ctx, h.url, i); err != nil {
 				problem("request %d: %v", i+1, err)
@@ -148,6 +151,7 @@ func (r *runner) cycle(ctx context.Context, n int, m Mode, first map[string]uint
 			}
 			c.RequestsOK++
 		}
+		pk.observe(r.take(ctx, false))
 		switch m {
 		case Graceful:
 			h.signal(syscall.SIGTERM)

@@ -130,6 +130,9 @@ func (e *SetupError) Unwrap() error { return e.Err }
 
 func setupErr(format string, a ...any) error { return &SetupError{fmt.Errorf(format, a...)} }
 
+// demoModel stands for the built-in demo model of `box serve --demo`.
+const demoModel = "demo"
+
 // loadModelConfig is the synthetic model the kill-during-load cycles use
 // with --demo: about 87 MiB in f16, so the upload takes long enough to be
 // interrupted (the tiny model uploads in a few milliseconds).
@@ -214,12 +217,9 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	// The model.
 	if r.o.Demo {
-		cfg, _ := synth.Preset("tiny")
-		p, err := synth.EnsureCached(ctx, r.o.CacheDir, cfg)
-		if err != nil {
-			return setupErr("demo model: %v", err)
-		}
-		r.model, r.modelID = p, "box-demo"
+		// The heads run `box serve --demo`, so the model is exactly the
+		// demo's; it is synthesized into CacheDir by the first head.
+		r.model, r.modelID = demoModel, "box-demo"
 	} else {
 		st, err := os.Stat(r.o.Model)
 		if err != nil {
@@ -231,6 +231,9 @@ func (r *runner) setup(ctx context.Context) error {
 		r.model, r.modelID = r.o.Model, "leakcheck"
 	}
 	r.loadModel = r.model
+	if err := os.MkdirAll(r.o.CacheDir, 0o755); err != nil {
+		return setupErr("--cache-dir: %v", err)
+	}
 	if r.o.Demo && hasMode(r.o.Modes, KillDuringLoad) {
 		p, err := synth.EnsureCached(ctx, r.o.CacheDir, loadModelConfig())
 		if err != nil {

@@ -220,8 +220,11 @@ func (r *runner) startHead(m Mode, model string) (*head, error) {
 		}
 	}
 	listen := net.JoinHostPort(host, strconv.Itoa(port))
-	args := []string{"serve", "--model", model, "--model-id", r.modelID, "--listen", listen,
-		"--rpc", r.rpcList(), "--no-local", "--parallel", "1", "--log-level", "warn"}
+	args := []string{"serve", "--model", model, "--model-id", r.modelID}
+	if model == demoModel {
+		args = []string{"serve", "--demo", "--cache-dir", r.o.CacheDir}
+	}
+	args = append(args, "--listen", listen, "--rpc", r.rpcList(), "--no-local", "--parallel", "1", "--log-level", "warn")
 	name := r.box
 	if prefix != nil {
 		name, args = prefix[0], append(append(prefix[1:], r.box), args...)

@@ -262,19 +262,22 @@ func TestLeakcheckCreepingFloor(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
-		var last time.Time
+		armed := true
 		for sc.Scan() {
 			line := sc.Text()
-			if !strings.HasPrefix(line, "data:") || !strings.Contains(line, `"kind":"connect"`) {
+			if !strings.HasPrefix(line, "data:") {
 				continue
 			}
-			// One buffer per head: its connections come within a few
-			// milliseconds; cycles are 100 ms or more apart. (leakcheck's
-			// reachability probe, before the first cycle, gets one too.)
-			if time.Since(last) < 30*time.Millisecond {
+			// One buffer per head: on its first connection, then not again
+			// until a connection has ended. (leakcheck's reachability
+			// probe, before the first cycle, gets one too.)
+			if strings.Contains(line, `"kind":"disconnect"`) {
+				armed = true
+			}
+			if !strings.Contains(line, `"kind":"connect"`) || !armed {
 				continue
 			}
-			last = time.Now()
+			armed = false
 			if h, _, err := c.AllocBuffer(ctx, 0, 2<<20); err != nil || h == 0 {
 				return
 			}

@@ -50,6 +50,9 @@ func TestJSONMatchesSchema(t *testing.T) {
 	if got.Schema != SchemaVersion || got.Verdict != VerdictLeak || len(got.Cycles) != 4 || got.Cycles[1].LeakedBytes != 6682112 {
 		t.Fatalf("round trip: %+v", got)
 	}
+	if strings.Contains(buf.String(), "null") {
+		t.Errorf("JSON has null where SCHEMA.md promises arrays or objects:\n%s", buf.String())
+	}
 	for _, k := range []string{`"schema"`, `"cycles"`, `"leaked_bytes"`, `"trends"`, `"slope_bytes_per_cycle"`, `"verdict"`} {
 		if !strings.Contains(buf.String(), k) {
 			t.Errorf("JSON lacks %s", k)

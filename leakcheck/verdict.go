@@ -45,6 +45,16 @@ func (c *Cycle) judge(first map[string]uint64, tol uint64, judged []string) {
 		}
 	}
 	c.Problems = append(leaks, c.Problems...)
+	// Empty lists are [] in JSON, never null (SCHEMA.md).
+	if c.Problems == nil {
+		c.Problems = []string{}
+	}
+	if c.Leaks == nil {
+		c.Leaks = []Leak{}
+	}
+	if c.Notes == nil {
+		c.Notes = []string{}
+	}
 	switch {
 	case len(leaks) > 0:
 		c.Verdict = VerdictLeak

@@ -16,7 +16,8 @@ func TestNVMLProbe(t *testing.T) {
 		if ok || p.describe() == "" {
 			t.Fatalf("unavailable NVML read ok=%v, reason %q", ok, p.describe())
 		}
-		t.Skipf("no GPU: %s", p.describe())
+		t.Logf("no GPU here; the unavailable path was checked: %s", p.describe())
+		return
 	}
 	if !ok || used == 0 {
 		t.Fatalf("NVML available but read used=%d ok=%v", used, ok)

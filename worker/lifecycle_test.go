@@ -410,3 +410,38 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 		t.Fatalf("cache dir holds %d entries", len(ents))
 	}
 }
+
+// With the leak fault, a closed connection keeps its buffers; an operator
+// close or the worker's shutdown still frees them.
+func TestLeakFaultKeepsBuffersUntilShutdown(t *testing.T) {
+	w := startWorker(t, Config{Fault: FaultLeakOnDisconnect})
+	c := dial(t, w.addr)
+	if h, _, err := c.AllocBuffer(context.Background(), 0, 3<<20); err != nil || h == 0 {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor := time.Now().Add(2 * time.Second)
+	for {
+		conns := w.Connections()
+		if len(conns) == 1 && conns[0].State == "closed" {
+			break
+		}
+		if time.Now().After(waitFor) {
+			t.Fatalf("connections %+v", conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w.BoundBytes() != 3<<20 {
+		t.Fatalf("bound %d, want the leaked 3 MiB", w.BoundBytes())
+	}
+	done := make(chan struct{})
+	go func() { w.stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown hung with a leaked connection")
+	}
+	if w.BoundBytes() != 0 {
+		t.Fatalf("bound %d after shutdown", w.BoundBytes())
+	}
+}

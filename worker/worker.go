@@ -235,11 +235,16 @@ func (w *Worker) shutdown() {
 	}
 	w.wg.Wait()
 	// Leaked buffers (fault injection) are freed here at the latest.
+	// freeAll takes w.mu to unaccount, so collect first.
 	w.mu.Lock()
+	leaked := make([]*conn, 0, len(w.conns))
 	for _, c := range w.conns {
-		c.freeAll()
+		leaked = append(leaked, c)
 	}
 	w.mu.Unlock()
+	for _, c := range leaked {
+		c.freeAll()
+	}
 	w.closeBackends()
 	w.events.add(Event{Kind: "shutdown", Bytes: w.freedTotal.Load()})
 	w.log.Info("worker stopped", "bytes_freed", w.freedTotal.Load())

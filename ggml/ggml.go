@@ -383,7 +383,9 @@ type Graph struct {
 // ErrUnsupported means a node's op is not supported by the device.
 type ErrUnsupported struct{ Node int }
 
-func (e ErrUnsupported) Error() string { return fmt.Sprintf("node %d: op not supported by the device", e.Node) }
+func (e ErrUnsupported) Error() string {
+	return fmt.Sprintf("node %d: op not supported by the device", e.Node)
+}
 
 // BuildGraph rebuilds a graph whose nodes are indexes into specs, for b's device.
 func (b *Backend) BuildGraph(specs []TensorSpec, nodes []int32) (*Graph, error) {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,69 +20,18 @@ import (
 
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-type testWorker struct {
-	*worker.Worker
-	addr, admin string
-}
-
-// startWorker runs a real worker on loopback with its admin API.
-func startWorker(t *testing.T) *testWorker {
-	t.Helper()
-	w, err := worker.New(worker.Config{Threads: 1}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Serve(ctx, ln) }()
-	adm := httptest.NewServer(w.AdminHandler("test"))
-	t.Cleanup(func() { adm.Close(); cancel(); <-done })
-	return &testWorker{Worker: w, addr: ln.Addr().String(), admin: adm.URL}
-}
-
-func dial(t *testing.T, addr string) *rpc.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := rpc.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// deadAddr is a loopback port nothing listens on.
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
-}
-
 func TestRemoteAgainstRealWorkers(t *testing.T) {
-	w1, w2 := startWorker(t), startWorker(t)
-	c := dial(t, w1.addr)
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
+	c := workertest.Dial(t, w1.Addr)
 	ctx := context.Background()
-	for _, size := range []uint64{1 << 20, 3 << 20} {
-		if h, _, err := c.AllocBuffer(ctx, 0, size); err != nil || h == 0 {
-			t.Fatalf("alloc: %d %v", h, err)
-		}
-	}
-	dead := deadAddr(t)
-	rep := Remote(ctx, Targets{Admin: []string{w1.admin, strings.TrimPrefix(w2.admin, "http://"), "http://" + dead},
-		RPC: []string{w2.addr, dead}}, 3*time.Second)
+	workertest.Alloc(t, c, 1<<20)
+	workertest.Alloc(t, c, 3<<20)
+	dead := workertest.FreeAddr(t)
+	rep := Remote(ctx, Targets{Admin: []string{w1.Admin, strings.TrimPrefix(w2.Admin, "http://"), "http://" + dead},
+		RPC: []string{w2.Addr, dead}}, 3*time.Second)
 
 	if rep.Schema != SchemaVersion || len(rep.Nodes) != 5 {
 		t.Fatalf("schema %d, %d nodes", rep.Schema, len(rep.Nodes))
@@ -104,7 +51,7 @@ func TestRemoteAgainstRealWorkers(t *testing.T) {
 		t.Fatalf("w1 others %d (total %d free %d)", o, d.MemoryTotal, d.MemoryFree)
 	}
 	n2 := rep.Nodes[1]
-	if n2.Name != w2.admin || !n2.Reachable || n2.BoundBytes != 0 { // (the RPC probe of w2 may be connected)
+	if n2.Name != w2.Admin || !n2.Reachable || n2.BoundBytes != 0 { // (the RPC probe of w2 may be connected)
 		t.Fatalf("w2 admin (bare host:port gets http://): %+v", n2)
 	}
 	if n := rep.Nodes[2]; n.Reachable || n.Status != "unreachable" || n.Error != "connection refused" {
@@ -131,7 +78,7 @@ func TestRemoteAgainstRealWorkers(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	ok := Remote(ctx, Targets{Admin: []string{w1.admin}, RPC: []string{w1.addr}}, 3*time.Second)
+	ok := Remote(ctx, Targets{Admin: []string{w1.Admin}, RPC: []string{w1.Addr}}, 3*time.Second)
 	if !ok.AllReachable() {
 		t.Fatalf("live nodes not all reachable: %+v", ok.Nodes)
 	}

@@ -12,26 +12,10 @@ import (
 	"github.com/boxproj/box/remote"
 	"github.com/boxproj/box/synth"
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-func startWorker(t *testing.T) (*worker.Worker, string) {
-	t.Helper()
-	w, err := worker.New(worker.Config{Threads: 1}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return w, ln.Addr().String()
-}
 
 func TestSplitGenerationMatchesLocal(t *testing.T) {
 	llama.Init(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -61,8 +45,8 @@ func TestSplitGenerationMatchesLocal(t *testing.T) {
 	}
 	local := gen(llama.ModelParams{})
 
-	w1, a1 := startWorker(t)
-	w2, a2 := startWorker(t)
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
+	a1, a2 := w1.Addr, w2.Addr
 	n1, err := remote.Connect(context.Background(), a1, quiet)
 	if err != nil {
 		t.Fatal(err)

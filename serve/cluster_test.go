@@ -23,6 +23,7 @@ import (
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/synth"
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 	"github.com/openai/openai-go/v3"
 )
 
@@ -86,16 +87,6 @@ func spawn(t *testing.T, env ...string) *exec.Cmd {
 	return cmd
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func spawnWorker(t *testing.T, addr string) *exec.Cmd {
 	t.Helper()
 	cmd := spawn(t, "BOX_TEST_WORKER="+addr)
@@ -111,26 +102,6 @@ func spawnWorker(t *testing.T, addr string) *exec.Cmd {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// inProcessWorker is a real worker in this process, for tests that read its
-// state directly.
-func inProcessWorker(t *testing.T, cfg worker.Config) (*worker.Worker, string) {
-	t.Helper()
-	cfg.Threads = 1
-	w, err := worker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return w, ln.Addr().String()
 }
 
 var fourLayerPath string
@@ -185,8 +156,8 @@ func TestSplitOverWorkersMatchesSingleNode(t *testing.T) {
 		split []float64
 	}{{"even", nil}, {"1:3", []float64{1, 3}}} {
 		t.Run(tc.name, func(t *testing.T) {
-			w1, a1 := inProcessWorker(t, worker.Config{})
-			w2, a2 := inProcessWorker(t, worker.Config{})
+			w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
+			a1, a2 := w1.Addr, w2.Addr
 			head := start(t, Config{ModelPath: model, Workers: eps(a1, a2), NoLocal: true, Split: tc.split}, nil)
 			if got := answer(t, head, "The quick brown fox"); got != want {
 				t.Fatalf("split answer %q, single node %q", got, want)
@@ -252,8 +223,8 @@ func runHead(t *testing.T, cfg Config, skipFit bool) error {
 
 func TestFailedLoadLeavesNothing(t *testing.T) {
 	model := splitModel(t)
-	w1, a1 := inProcessWorker(t, worker.Config{})
-	w2, a2 := inProcessWorker(t, worker.Config{MaxMemory: 512 << 10})
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{MaxMemory: 512 << 10})
+	a1, a2 := w1.Addr, w2.Addr
 
 	// Preflight: refused before anything is allocated, naming the worker.
 	err := runHead(t, Config{ModelPath: model, Threads: 1, CtxSize: 256, Workers: eps(a1, a2), NoLocal: true, Split: []float64{1, 1}}, false)
@@ -285,7 +256,7 @@ func TestFailedLoadLeavesNothing(t *testing.T) {
 
 func TestWorkerDeathAndReconnect(t *testing.T) {
 	model := splitModel(t)
-	a1, a2 := freeAddr(t), freeAddr(t)
+	a1, a2 := workertest.FreeAddr(t), workertest.FreeAddr(t)
 	spawnWorker(t, a1)
 	victim := spawnWorker(t, a2)
 	head := start(t, Config{ModelPath: model, Workers: eps(a1, a2), NoLocal: true, Reconnect: true, Heartbeat: time.Second},
@@ -347,10 +318,10 @@ func TestWorkerDeathAndReconnect(t *testing.T) {
 
 func TestHeadDeathFreesWorkers(t *testing.T) {
 	model := splitModel(t)
-	w1, a1 := inProcessWorker(t, worker.Config{})
-	w2, a2 := inProcessWorker(t, worker.Config{})
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
+	a1, a2 := w1.Addr, w2.Addr
 	startHead := func() *exec.Cmd {
-		addr := freeAddr(t)
+		addr := workertest.FreeAddr(t)
 		cmd := spawn(t, "BOX_TEST_HEAD="+addr, "BOX_TEST_RPC="+a1+","+a2, "BOX_TEST_MODEL="+model)
 		deadline := time.Now().Add(60 * time.Second)
 		for w1.BoundBytes() == 0 || w2.BoundBytes() == 0 || !healthy("http://"+addr) {

@@ -1,22 +1,14 @@
 package tui
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
-
-	"github.com/boxproj/box/rpc"
-	"github.com/boxproj/box/worker"
 )
 
 func TestMain(m *testing.M) {
@@ -25,69 +17,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
 // t0 is the fixed clock of every test.
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func fixedNow() time.Time { return t0 }
-
-type testWorker struct {
-	*worker.Worker
-	addr, admin string
-	stopOnce    sync.Once
-	stopFn      func()
-}
-
-func (w *testWorker) stop() { w.stopOnce.Do(w.stopFn) }
-
-// startWorker runs a real worker on loopback with its admin API.
-func startWorker(t *testing.T, cfg worker.Config) *testWorker {
-	t.Helper()
-	cfg.Threads = 1
-	w, err := worker.New(cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Serve(ctx, ln) }()
-	adm := httptest.NewServer(w.AdminHandler("test"))
-	tw := &testWorker{Worker: w, addr: ln.Addr().String(), admin: adm.URL}
-	tw.stopFn = func() {
-		adm.CloseClientConnections()
-		adm.Close()
-		cancel()
-		<-done
-	}
-	t.Cleanup(tw.stop)
-	return tw
-}
-
-func dial(t *testing.T, addr string) *rpc.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := rpc.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func alloc(t *testing.T, c *rpc.Client, size uint64) uint64 {
-	t.Helper()
-	h, _, err := c.AllocBuffer(context.Background(), 0, size)
-	if err != nil || h == 0 {
-		t.Fatalf("alloc %d: handle %d, %v", size, h, err)
-	}
-	return h
-}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

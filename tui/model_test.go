@@ -12,6 +12,7 @@ import (
 	"github.com/charmbracelet/x/exp/golden"
 
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 )
 
 // fakeSource serves a fixed snapshot and records closes.
@@ -204,14 +205,14 @@ func TestModelSizes(t *testing.T) {
 // TestOnceGolden is `boxtop --once`: one frame at 80 columns from real
 // workers, one with a connection and buffers, one down.
 func TestOnceGolden(t *testing.T) {
-	w1, w2 := startWorker(t, worker.Config{}), startWorker(t, worker.Config{})
-	c := dial(t, w1.addr)
-	alloc(t, c, 1<<20)
-	alloc(t, c, 7<<20)
-	c2 := dial(t, w1.addr)
-	alloc(t, c2, 512<<10)
-	w2.stop()
-	p := testPoller(Target{Name: "gpu-node-1", URL: w1.admin}, Target{Name: "gpu-node-2", URL: w2.admin})
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
+	c := workertest.Dial(t, w1.Addr)
+	workertest.Alloc(t, c, 1<<20)
+	workertest.Alloc(t, c, 7<<20)
+	c2 := workertest.Dial(t, w1.Addr)
+	workertest.Alloc(t, c2, 512<<10)
+	w2.Stop()
+	p := testPoller(Target{Name: "gpu-node-1", URL: w1.Admin}, Target{Name: "gpu-node-2", URL: w2.Admin})
 	s := p.Poll(context.Background())
 	out := Render(s, 80, testOptions())
 	for i, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {

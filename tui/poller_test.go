@@ -12,6 +12,7 @@ import (
 
 	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 )
 
 func findAlert(s Snapshot, kind, node string) *Alert {
@@ -38,17 +39,17 @@ func TestParseTargets(t *testing.T) {
 }
 
 func TestPollerBindingsHistoryAndDown(t *testing.T) {
-	w1, w2 := startWorker(t, worker.Config{}), startWorker(t, worker.Config{})
-	p := NewPoller(Config{Nodes: []Target{{Name: "w1", URL: w1.admin}, {Name: "w2", URL: w2.admin}}, Timeout: time.Second, Now: fixedNow})
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
+	p := NewPoller(Config{Nodes: []Target{{Name: "w1", URL: w1.Admin}, {Name: "w2", URL: w2.Admin}}, Timeout: time.Second, Now: fixedNow})
 	ctx := context.Background()
 
 	s := p.Poll(ctx)
 	if len(s.Nodes) != 2 || s.Nodes[0].State != StateUp || s.Nodes[1].State != StateUp || len(s.Alerts) != 0 {
 		t.Fatalf("first poll: %+v", s)
 	}
-	c := dial(t, w1.addr)
-	h1 := alloc(t, c, 1<<20)
-	alloc(t, c, 3<<20)
+	c := workertest.Dial(t, w1.Addr)
+	h1 := workertest.Alloc(t, c, 1<<20)
+	workertest.Alloc(t, c, 3<<20)
 	s = p.Poll(ctx)
 	n := s.Nodes[0]
 	if n.Info.BoundBytes != 4<<20 || len(n.Conns) != 1 || len(n.Conns[0].Buffers) != 2 || n.Conns[0].Bytes != 4<<20 {
@@ -72,9 +73,9 @@ func TestPollerBindingsHistoryAndDown(t *testing.T) {
 		t.Fatalf("after close: %+v alerts %+v", n, s.Alerts)
 	}
 	// w2 goes down: listed as down with its last devices, w1 still polled.
-	w2.stop()
-	c2 := dial(t, w1.addr)
-	alloc(t, c2, 2<<20)
+	w2.Stop()
+	c2 := workertest.Dial(t, w1.Addr)
+	workertest.Alloc(t, c2, 2<<20)
 	s = p.Poll(ctx)
 	d := s.Nodes[1]
 	if d.State != StateDown || !d.DownSince.Equal(t0) || len(d.Info.Devices) != 1 || d.Error == "" {
@@ -95,11 +96,11 @@ func TestPollerBindingsHistoryAndDown(t *testing.T) {
 }
 
 func TestPollerLeakAlerts(t *testing.T) {
-	w := startWorker(t, worker.Config{Fault: worker.FaultLeakOnDisconnect})
-	p := NewPoller(Config{Nodes: []Target{{Name: "leaky", URL: w.admin}}, Timeout: time.Second, Now: fixedNow})
+	w := workertest.Start(t, worker.Config{Fault: worker.FaultLeakOnDisconnect})
+	p := NewPoller(Config{Nodes: []Target{{Name: "leaky", URL: w.Admin}}, Timeout: time.Second, Now: fixedNow})
 	ctx := context.Background()
-	c := dial(t, w.addr)
-	alloc(t, c, 2<<20)
+	c := workertest.Dial(t, w.Addr)
+	workertest.Alloc(t, c, 2<<20)
 	s := p.Poll(ctx)
 	if s.Nodes[0].State != StateUp || len(s.Alerts) != 0 {
 		t.Fatalf("before: %+v %+v", s.Nodes[0], s.Alerts)
@@ -122,7 +123,7 @@ func TestPollerLeakAlerts(t *testing.T) {
 	}
 	// An operator close frees what the leak kept: the closed connection is
 	// gone, but nothing is bound to a live connection any more either.
-	if err := (probe.AdminClient{}).Close(ctx, w.admin, 1); err != nil {
+	if err := (probe.AdminClient{}).Close(ctx, w.Admin, 1); err != nil {
 		t.Fatal(err)
 	}
 	s = p.Poll(ctx)
@@ -168,11 +169,11 @@ func TestPollerBaselineAlert(t *testing.T) {
 }
 
 func TestPollerQuotaReapedAndGPUAlerts(t *testing.T) {
-	w := startWorker(t, worker.Config{MaxMemoryPerConn: 1 << 20, IdleTimeout: 200 * time.Millisecond})
+	w := workertest.Start(t, worker.Config{MaxMemoryPerConn: 1 << 20, IdleTimeout: 200 * time.Millisecond})
 	nv := &probe.NVML{Available: true, GPUs: []probe.GPU{{Index: 0, Processes: []probe.Process{
 		{PID: 10, Name: "box", UsedMemory: 1 << 30, Box: true}, {PID: 4242, Name: "python3", UsedMemory: 3 << 30}}}}}
-	p := NewPoller(Config{Nodes: []Target{{Name: "q", URL: w.admin}}, Now: fixedNow, NVML: func() *probe.NVML { return nv }})
-	c := dial(t, w.addr)
+	p := NewPoller(Config{Nodes: []Target{{Name: "q", URL: w.Admin}}, Now: fixedNow, NVML: func() *probe.NVML { return nv }})
+	c := workertest.Dial(t, w.Addr)
 	if h, _, err := c.AllocBuffer(context.Background(), 0, 2<<20); err != nil || h != 0 {
 		t.Fatalf("quota should refuse softly: %d %v", h, err)
 	}
@@ -202,10 +203,10 @@ func TestPollerQuotaReapedAndGPUAlerts(t *testing.T) {
 }
 
 func TestPollerHead(t *testing.T) {
-	w1, w2 := startWorker(t, worker.Config{}), startWorker(t, worker.Config{})
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
 	cluster := probe.Cluster{State: "degraded", Workers: []probe.ClusterWorker{
-		{Addr: "10.0.0.1:50052", Admin: w1.admin, State: "up", Devices: []string{"RPC[10.0.0.1:50052]#0"}},
-		{Addr: "10.0.0.2:50052", Admin: w2.admin, State: "down", Error: "EOF", DownSince: t0},
+		{Addr: "10.0.0.1:50052", Admin: w1.Admin, State: "up", Devices: []string{"RPC[10.0.0.1:50052]#0"}},
+		{Addr: "10.0.0.2:50052", Admin: w2.Admin, State: "down", Error: "EOF", DownSince: t0},
 		{Addr: "10.0.0.3:50052", State: "up"},
 	}}
 	head := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +221,7 @@ func TestPollerHead(t *testing.T) {
 	if s.HeadState != "degraded" || s.HeadError != "" || len(s.Nodes) != 3 {
 		t.Fatalf("head snapshot: %+v", s)
 	}
-	if n := s.Nodes[0]; n.Name != "10.0.0.1:50052" || n.URL != w1.admin || n.State != StateUp {
+	if n := s.Nodes[0]; n.Name != "10.0.0.1:50052" || n.URL != w1.Admin || n.State != StateUp {
 		t.Fatalf("worker 1: %+v", n)
 	}
 	if n := s.Nodes[1]; n.State != StateDegraded || n.Error != "head lost it: EOF" {
@@ -230,8 +231,8 @@ func TestPollerHead(t *testing.T) {
 		t.Fatalf("worker 3 (no admin URL): %+v", n)
 	}
 	// Close goes to the worker's admin URL by node name.
-	c := dial(t, w1.addr)
-	alloc(t, c, 1<<20)
+	c := workertest.Dial(t, w1.Addr)
+	workertest.Alloc(t, c, 1<<20)
 	if err := p.Close(context.Background(), "10.0.0.1:50052", 1); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest"
 
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 )
 
 // recorder wraps the Model so a test can read the frame the program last
@@ -120,14 +121,14 @@ func keyMsg(s string) tea.KeyMsg {
 // connection closed from the TUI, a node going down and a resize. Every
 // frame is compared with a golden file (go test ./tui -update rewrites them).
 func TestTeaFrames(t *testing.T) {
-	w1, w2 := startWorker(t, worker.Config{}), startWorker(t, worker.Config{})
-	c1 := dial(t, w1.addr)
-	alloc(t, c1, 1<<20)
-	h2 := alloc(t, c1, 3<<20)
-	c2 := dial(t, w2.addr)
-	alloc(t, c2, 2<<20)
+	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
+	c1 := workertest.Dial(t, w1.Addr)
+	workertest.Alloc(t, c1, 1<<20)
+	h2 := workertest.Alloc(t, c1, 3<<20)
+	c2 := workertest.Dial(t, w2.Addr)
+	workertest.Alloc(t, c2, 2<<20)
 
-	r := &recorder{m: New(testPoller(Target{Name: "w1", URL: w1.admin}, Target{Name: "w2", URL: w2.admin}), testOptions())}
+	r := &recorder{m: New(testPoller(Target{Name: "w1", URL: w1.Admin}, Target{Name: "w2", URL: w2.Admin}), testOptions())}
 	tm := teatest.NewTestModel(t, r, teatest.WithInitialTermSize(80, 24))
 	t.Cleanup(func() { tm.Quit() })
 
@@ -193,9 +194,9 @@ func TestTeaFrames(t *testing.T) {
 	checkFrame(t, "closed", v, 80, 24)
 
 	// w2 goes down: it stays listed as down, w1 keeps updating.
-	w2.stop()
-	c3 := dial(t, w1.addr)
-	alloc(t, c3, 5<<20)
+	w2.Stop()
+	c3 := workertest.Dial(t, w1.Addr)
+	workertest.Alloc(t, c3, 5<<20)
 	v = waitView(t, r, "w2 down and w1 updated", func(v string) bool {
 		return strings.Contains(lineOf(v, "w2 "), "down since 12:00:00") && strings.Contains(lineOf(v, "w1 "), "5.0 MiB")
 	})

@@ -2,69 +2,16 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/boxproj/box/probe"
-	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 )
-
-type cmdWorker struct {
-	*worker.Worker
-	addr, admin string
-}
-
-// startWorker runs a real worker with its admin API on loopback.
-func startWorker(t *testing.T) *cmdWorker {
-	t.Helper()
-	w, err := worker.New(worker.Config{Threads: 1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Serve(ctx, ln) }()
-	adm := httptest.NewServer(w.AdminHandler("test"))
-	t.Cleanup(func() { adm.Close(); cancel(); <-done })
-	return &cmdWorker{Worker: w, addr: ln.Addr().String(), admin: adm.URL}
-}
-
-func bindBytes(t *testing.T, addr string, size uint64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := rpc.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if h, _, err := c.AllocBuffer(ctx, 0, size); err != nil || h == 0 {
-		t.Fatalf("alloc: %d %v", h, err)
-	}
-}
-
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func runBox(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
@@ -73,16 +20,16 @@ func runBox(args ...string) (int, string, string) {
 }
 
 func TestProbeCommand(t *testing.T) {
-	w := startWorker(t)
-	bindBytes(t, w.addr, 3<<20)
+	w := workertest.Start(t, worker.Config{})
+	workertest.Alloc(t, workertest.Dial(t, w.Addr), 3<<20)
 
-	code, out, errs := runBox("box", "probe", "--admin", w.admin, "--rpc", w.addr)
+	code, out, errs := runBox("box", "probe", "--admin", w.Admin, "--rpc", w.Addr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	adminRow := ""
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, w.admin) {
+		if strings.Contains(l, w.Admin) {
 			adminRow = l
 		}
 	}
@@ -96,8 +43,8 @@ func TestProbeCommand(t *testing.T) {
 	}
 
 	// JSON, with a dead node: exit 1, every node still reported.
-	dead := deadAddr(t)
-	code, out, errs = runBox("box", "probe", "--json", "--timeout", "2s", "--admin", w.admin, "--rpc", dead)
+	dead := workertest.FreeAddr(t)
+	code, out, errs = runBox("box", "probe", "--json", "--timeout", "2s", "--admin", w.Admin, "--rpc", dead)
 	if code != 1 || !strings.Contains(errs, "1 of 2 nodes did not answer") {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
@@ -133,9 +80,9 @@ func TestProbeCommand(t *testing.T) {
 }
 
 func TestTopOnce(t *testing.T) {
-	w := startWorker(t)
-	bindBytes(t, w.addr, 5<<20)
-	code, out, errs := runBox("box", "top", "--once", "--nvml", "off", "--nodes", "w1="+w.admin)
+	w := workertest.Start(t, worker.Config{})
+	workertest.Alloc(t, workertest.Dial(t, w.Addr), 5<<20)
+	code, out, errs := runBox("box", "top", "--once", "--nvml", "off", "--nodes", "w1="+w.Admin)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -150,8 +97,8 @@ func TestTopOnce(t *testing.T) {
 		}
 	}
 	// Reached through a link named boxtop, with a wider frame and a dead node.
-	dead := deadAddr(t)
-	code, out, errs = runBox("/usr/local/bin/boxtop", "--once", "--width", "120", "--nvml", "off", "--nodes", w.admin+",dead=http://"+dead)
+	dead := workertest.FreeAddr(t)
+	code, out, errs = runBox("/usr/local/bin/boxtop", "--once", "--width", "120", "--nvml", "off", "--nodes", w.Admin+",dead=http://"+dead)
 	if code != 1 || !strings.Contains(errs, "1 of 2 nodes down") {
 		t.Fatalf("boxtop: exit %d, %q", code, errs)
 	}

@@ -219,6 +219,25 @@ func (c *conn) fixed(cmd rpc.Cmd, size uint64, n int) ([]byte, error) {
 	return b, err
 }
 
+// readFixed reads a payload of exactly n bytes and decodes it.
+func readFixed[T any](c *conn, cmd rpc.Cmd, size uint64, n int, decode func([]byte) (T, error)) (T, error) {
+	p, err := c.fixed(cmd, size, n)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(p)
+}
+
+// deviceArg reads a request that names only a device, and checks the device.
+func (c *conn) deviceArg(cmd rpc.Cmd, size uint64) (int, error) {
+	req, err := readFixed(c, cmd, size, 4, rpc.DecodeDeviceReq)
+	if err != nil {
+		return 0, err
+	}
+	return c.device(cmd, req.Device)
+}
+
 func (c *conn) device(cmd rpc.Cmd, d uint32) (int, error) {
 	if int(d) >= len(c.w.backends) || d > 1<<20 {
 		return 0, violation(cmd, "device", "device %d out of range (worker has %d)", d, len(c.w.backends))
@@ -236,6 +255,15 @@ func (c *conn) binding(cmd rpc.Cmd, h uint64) (*binding, error) {
 		return nil, violation(cmd, "buffer", "buffer %#x is not owned by this connection", h)
 	}
 	return b, nil
+}
+
+// bufferArg reads a request that names only a buffer, and looks it up.
+func (c *conn) bufferArg(cmd rpc.Cmd, size uint64) (*binding, error) {
+	req, err := readFixed(c, cmd, size, 8, rpc.DecodeBufferReq)
+	if err != nil {
+		return nil, err
+	}
+	return c.binding(cmd, req.Handle)
 }
 
 func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
@@ -262,15 +290,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 	case rpc.CmdAllocBuffer:
 		return c.allocBuffer(cmd, size)
 	case rpc.CmdGetAlignment, rpc.CmdGetMaxSize, rpc.CmdGetDeviceMemory:
-		p, err := c.fixed(cmd, size, 4)
-		if err != nil {
-			return err
-		}
-		req, err := rpc.DecodeDeviceReq(p)
-		if err != nil {
-			return err
-		}
-		d, err := c.device(cmd, req.Device)
+		d, err := c.deviceArg(cmd, size)
 		if err != nil {
 			return err
 		}
@@ -285,15 +305,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 			return c.reply(u64(free), u64(total))
 		}
 	case rpc.CmdBufferGetBase, rpc.CmdFreeBuffer:
-		p, err := c.fixed(cmd, size, 8)
-		if err != nil {
-			return err
-		}
-		req, err := rpc.DecodeBufferReq(p)
-		if err != nil {
-			return err
-		}
-		b, err := c.binding(cmd, req.Handle)
+		b, err := c.bufferArg(cmd, size)
 		if err != nil {
 			return err
 		}
@@ -311,11 +323,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		c.freeBinding(b)
 		return c.reply()
 	case rpc.CmdBufferClear:
-		p, err := c.fixed(cmd, size, 9)
-		if err != nil {
-			return err
-		}
-		req, err := rpc.DecodeBufferClear(p)
+		req, err := readFixed(c, cmd, size, 9, rpc.DecodeBufferClear)
 		if err != nil {
 			return err
 		}
@@ -338,15 +346,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 	case rpc.CmdGraphCompute:
 		return c.graphCompute(cmd, size)
 	case rpc.CmdGraphRecompute:
-		p, err := c.fixed(cmd, size, 4)
-		if err != nil {
-			return err
-		}
-		req, err := rpc.DecodeDeviceReq(p)
-		if err != nil {
-			return err
-		}
-		d, err := c.device(cmd, req.Device)
+		d, err := c.deviceArg(cmd, size)
 		if err != nil {
 			return err
 		}
@@ -355,11 +355,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		}
 		return c.compute(cmd, d, c.graphs[d])
 	case rpc.CmdInitTensor:
-		p, err := c.fixed(cmd, size, rpc.TensorSize)
-		if err != nil {
-			return err
-		}
-		req, err := rpc.DecodeInitTensor(p)
+		req, err := readFixed(c, cmd, size, rpc.TensorSize, rpc.DecodeInitTensor)
 		if err != nil {
 			return err
 		}
@@ -412,11 +408,7 @@ func (w *Worker) deviceMemory(d int) (free, total uint64) {
 }
 
 func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
-	p, err := c.fixed(cmd, size, 12)
-	if err != nil {
-		return err
-	}
-	req, err := rpc.DecodeAllocBuffer(p)
+	req, err := readFixed(c, cmd, size, 12, rpc.DecodeAllocBuffer)
 	if err != nil {
 		return err
 	}
@@ -533,11 +525,7 @@ func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
 }
 
 func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
-	p, err := c.fixed(cmd, size, rpc.TensorSize+16)
-	if err != nil {
-		return err
-	}
-	req, err := rpc.DecodeSetTensorHash(p)
+	req, err := readFixed(c, cmd, size, rpc.TensorSize+16, rpc.DecodeSetTensorHash)
 	if err != nil {
 		return err
 	}
@@ -578,11 +566,7 @@ func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
 }
 
 func (c *conn) getTensor(cmd rpc.Cmd, size uint64) error {
-	p, err := c.fixed(cmd, size, rpc.TensorSize+16)
-	if err != nil {
-		return err
-	}
-	req, err := rpc.DecodeGetTensor(p)
+	req, err := readFixed(c, cmd, size, rpc.TensorSize+16, rpc.DecodeGetTensor)
 	if err != nil {
 		return err
 	}
@@ -599,11 +583,7 @@ func (c *conn) getTensor(cmd rpc.Cmd, size uint64) error {
 }
 
 func (c *conn) copyTensor(cmd rpc.Cmd, size uint64) error {
-	p, err := c.fixed(cmd, size, 2*rpc.TensorSize)
-	if err != nil {
-		return err
-	}
-	req, err := rpc.DecodeCopyTensor(p)
+	req, err := readFixed(c, cmd, size, 2*rpc.TensorSize, rpc.DecodeCopyTensor)
 	if err != nil {
 		return err
 	}
@@ -630,11 +610,7 @@ func (c *conn) copyTensor(cmd rpc.Cmd, size uint64) error {
 }
 
 func (c *conn) getAllocSize(cmd rpc.Cmd, size uint64) error {
-	p, err := c.fixed(cmd, size, 4+rpc.TensorSize*(1+rpc.MaxSrc))
-	if err != nil {
-		return err
-	}
-	req, err := rpc.DecodeGetAllocSize(p)
+	req, err := readFixed(c, cmd, size, 4+rpc.TensorSize*(1+rpc.MaxSrc), rpc.DecodeGetAllocSize)
 	if err != nil {
 		return err
 	}

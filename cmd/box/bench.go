@@ -36,7 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		preset   = fs.String("preset", "1b", "synthetic model preset")
 		types    = fs.String("types", "q8_0,f16", "weight types to measure, comma-separated")
 		cacheDir = fs.String("cache-dir", defaultCacheDir(), "where the synthetic models are kept")
-		reps     = fs.Int("reps", 3, "repetitions per test")
+		reps     = fs.Int("reps", 5, "repetitions per test")
 		pp       = fs.Int("pp", 512, "prompt tokens for the pp test")
 		tg       = fs.Int("tg", 128, "generated tokens for the tg test")
 		threads  = fs.Int("threads", runtime.NumCPU(), "CPU threads")

@@ -24,20 +24,17 @@ $BOX worker --listen $W2 --admin 127.0.0.1:50063 --threads 1 2>"$logs/worker2.lo
 sleep 0.5
 $BOX serve --demo --listen $HEAD --rpc $W1,$W2 --no-local 2>"$logs/head.log" & pids=($! "${pids[@]}")
 
-for _ in $(seq 1 150); do
-	curl -sf "http://$HEAD/health" >/dev/null 2>&1 && break
-	if ! kill -0 "${pids[0]}" 2>/dev/null; then cat "$logs/head.log"; exit 1; fi
-	sleep 0.2
-done
-curl -sf "http://$HEAD/health" >/dev/null || { echo "head did not become healthy"; cat "$logs/head.log"; exit 1; }
-
-req='{"model":"box-demo","max_tokens":24,"messages":[{"role":"user","content":"Say hello to box."}]}'
-echo "box demo: the tiny synthetic model (random weights: expect noise) split over two workers"
+# box chat waits for the head's /health, then streams an answer: no curl needed.
+echo "box demo: the tiny synthetic model (random weights: expect gibberish) split over two workers"
 echo
 for i in 1 2 3; do
-	curl -s "http://$HEAD/v1/chat/completions" -H 'Content-Type: application/json' -d "$req" |
-		sed -n 's/.*"content":"\([^"]*\)".*/  answer '"$i"': \1/p'
+	printf '  answer %s: ' "$i"
+	if ! $BOX chat --url "http://$HEAD" --wait 60s --max-tokens 24 "Say hello to box."; then
+		cat "$logs/head.log"
+		exit 1
+	fi
 done
+req='{"model":"box-demo","max_tokens":24,"messages":[{"role":"user","content":"Say hello to box."}]}'
 echo
 echo "OpenAI API:  http://$HEAD/v1"
 echo "try:         curl http://$HEAD/v1/chat/completions -H 'Content-Type: application/json' -d '$req'"

@@ -21,6 +21,7 @@ const usage = `box: distributed llama.cpp serving that gives memory back
 Usage:
   box serve  [--model FILE | --demo] [--listen ADDR] ...   OpenAI-compatible server
   box worker [--listen ADDR] [--admin ADDR] ...            ggml RPC worker (protocol 3.6.0)
+  box chat [--url URL] MESSAGE                             ask a running server (streams the answer)
   box model synth --preset tiny|1b -o FILE ...             write a synthetic GGUF model
   box bench [--out FILE] ...                               llama-bench-style throughput
   box leakcheck [--demo | --model FILE] [--rpc ...] ...    restart heads, check workers give memory back
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, rest, stdout, stderr)
 	case "worker":
 		err = runWorker(ctx, rest, stdout, stderr)
+	case "chat":
+		err = runChat(ctx, rest, stdout, stderr)
 	case "model":
 		err = runModel(ctx, rest, stdout, stderr)
 	case "bench":

@@ -205,6 +205,13 @@ func TestDemoClusterSeenByBoxtop(t *testing.T) {
 	}
 	resp.Body.Close()
 
+	// box chat streams an answer through the same API.
+	chat := box("chat", "--url", "http://"+head, "--max-tokens", "8", "hello")
+	answer, err := chat.Output()
+	if err != nil || len(bytes.TrimSpace(answer)) == 0 {
+		t.Fatalf("box chat: %v, answer %q", err, answer)
+	}
+
 	var out bytes.Buffer
 	top := box("top", "--head", "http://"+head, "--once", "--width", "120")
 	top.Stdout = &out

@@ -9,7 +9,7 @@ import (
 type Event struct {
 	Seq     uint64    `json:"seq"`
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // connect, disconnect, leaked, violation, quota, refused, closed-by-operator, shutdown
+	Kind    string    `json:"kind"` // connect, disconnect, leaked, quota, refused, closed-by-operator, shutdown
 	Conn    uint64    `json:"conn,omitempty"`
 	Peer    string    `json:"peer,omitempty"`
 	Reason  string    `json:"reason,omitempty"` // closed, dead-peer, idle, violation, error, operator, shutdown

@@ -188,6 +188,11 @@ ggml_backend_reg_t box_remote_register(const char *name, int n, const uintptr_t 
 	return reg;
 }
 
+// box_rdev_buft is the buffer type of device i of a registry made above.
+ggml_backend_buffer_type_t box_rdev_buft(ggml_backend_reg_t reg, int i) {
+	return &((box_rreg *)reg->context)->devs[i]->buft;
+}
+
 ggml_backend_buffer_type_t box_rbuf_type(struct ggml_tensor *t) {
 	return t->buffer ? t->buffer->buft : NULL;
 }

@@ -25,6 +25,7 @@ typedef struct {
 
 ggml_backend_reg_t box_remote_register(const char *name, int n, const uintptr_t *handles,
 		const char **names, const char **descs, const size_t *aligns, const size_t *maxes);
+ggml_backend_buffer_type_t box_rdev_buft(ggml_backend_reg_t reg, int i);
 ggml_backend_buffer_type_t box_rbuf_type(struct ggml_tensor *t);
 uint64_t box_rbuf_remote(struct ggml_tensor *t);
 uintptr_t box_rbuf_dev(struct ggml_tensor *t);

@@ -70,6 +70,10 @@ type NodeError struct {
 func (e *NodeError) Error() string { return fmt.Sprintf("worker %s: %v", e.Addr, e.Err) }
 func (e *NodeError) Unwrap() error { return e.Err }
 
+// ourBufts holds the buffer types of every remote device, so serializing a
+// graph can tell remote tensors from others without a cgo call per tensor.
+var ourBufts sync.Map // C.ggml_backend_buffer_type_t -> bool
+
 // registry remembers the ggml devices made per endpoint: ggml cannot
 // unregister them, so a reconnect reuses them.
 var registry struct {
@@ -125,7 +129,10 @@ func Connect(ctx context.Context, addr string, log *slog.Logger, opts ...rpc.Dia
 		aligns[i], maxes[i] = C.size_t(al), C.size_t(min(mx, 1<<62))
 	}
 	regName := C.CString("BOXRPC[" + addr + "]")
-	C.box_remote_register(regName, C.int(count), &handles[0], &names[0], &descs[0], &aligns[0], &maxes[0])
+	reg := C.box_remote_register(regName, C.int(count), &handles[0], &names[0], &descs[0], &aligns[0], &maxes[0])
+	for i := 0; i < int(count); i++ {
+		ourBufts.Store(C.box_rdev_buft(reg, C.int(i)), true)
+	}
 	C.free(unsafe.Pointer(regName))
 	for i := range names {
 		C.free(unsafe.Pointer(names[i]))

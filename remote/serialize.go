@@ -19,9 +19,11 @@ func wireTensor(t *C.struct_ggml_tensor, node bool) rpc.Tensor {
 	var w rpc.Tensor
 	w.ID = uint64(uintptr(unsafe.Pointer(t)))
 	w.Type = uint32(t._type)
-	if C.box_is_rbuft(C.box_rbuf_type(t)) != 0 {
-		w.Buffer = uint64(C.box_rbuf_remote(t))
-		w.Data = uint64(uintptr(t.data))
+	if t.buffer != nil {
+		if _, ours := ourBufts.Load(t.buffer.buft); ours {
+			w.Buffer = uint64((*C.box_rbuf)(t.buffer.context).remote)
+			w.Data = uint64(uintptr(t.data))
+		}
 	}
 	for i := 0; i < 4; i++ {
 		w.NE[i] = uint32(t.ne[i])

@@ -46,6 +46,18 @@ type ConnInfo struct {
 	State        string       `json:"state"` // handshake, serving, closed
 	Bytes        uint64       `json:"bytes"`
 	Buffers      []BufferInfo `json:"buffers"`
+	// PID is the compute process serving the connection (0 before one is
+	// needed: a connection that only asked for device facts has none).
+	PID int `json:"pid,omitempty"`
+	// DriverBytes is what the GPU driver (NVML) reports that process holds,
+	// when NVML knows it.
+	DriverBytes uint64 `json:"driver_bytes,omitempty"`
+	// Activity counters: commands served and payload bytes in and out.
+	Commands uint64 `json:"commands"`
+	BytesIn  uint64 `json:"bytes_in"`
+	BytesOut uint64 `json:"bytes_out"`
+	// Command is the command running now (empty when waiting for one).
+	Command string `json:"command,omitempty"`
 }
 
 // BufferInfo is one buffer binding.

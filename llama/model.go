@@ -56,6 +56,9 @@ type Model struct {
 	vocab *C.struct_llama_vocab
 	once  sync.Once
 	check func() error
+
+	pieceOnce sync.Once
+	maxPiece  int
 }
 
 // loadMu serialises loads so that the log lines captured for an error belong

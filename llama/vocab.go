@@ -143,3 +143,34 @@ func applyTemplate(tmpl string, msgs []ChatMessage, addAssistant bool) (string, 
 	}
 	return "", errors.New("chat template: output size changed between calls")
 }
+
+// Vocabulary types, as llama.cpp names them.
+const (
+	VocabSPM = int(C.LLAMA_VOCAB_TYPE_SPM)
+	VocabBPE = int(C.LLAMA_VOCAB_TYPE_BPE)
+	VocabWPM = int(C.LLAMA_VOCAB_TYPE_WPM)
+)
+
+// VocabType is the tokenizer kind (VocabSPM, VocabBPE, ...).
+func (m *Model) VocabType() int { return int(C.llama_vocab_type(m.vocab)) }
+
+// MaxPieceLen is the longest byte piece of any token, control tokens
+// rendered. A text of n bytes cannot tokenize to fewer than
+// n / max(MaxPieceLen, 4) tokens with an SPM or BPE vocabulary (an unknown
+// character, at most 4 bytes, becomes at least one token), which lets a
+// caller refuse an oversized prompt without tokenizing it. It walks the
+// vocabulary once and remembers the answer.
+func (m *Model) MaxPieceLen() int {
+	m.pieceOnce.Do(func() {
+		buf := make([]byte, 256)
+		for t := 0; t < m.VocabSize(); t++ {
+			n := C.llama_token_to_piece(m.vocab, C.llama_token(t), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, C.bool(true))
+			l := int(n)
+			if l < 0 {
+				l = -l // the piece is longer than buf: -n is its length
+			}
+			m.maxPiece = max(m.maxPiece, l)
+		}
+	})
+	return m.maxPiece
+}

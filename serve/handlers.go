@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -27,15 +28,34 @@ type job struct {
 const maxStops = 16
 
 // decodeBody reads a JSON body into v with clear errors.
-func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+// promptKeys maps the JSON keys whose strings are prompt text to the field
+// errors name, per endpoint, for scanHugeString.
+var (
+	chatPromptKeys       = map[string]string{"content": "messages", "text": "messages"}
+	completionPromptKeys = map[string]string{"prompt": "prompt"}
+)
+
+// decodeBody reads a JSON body into v with clear errors. A body holding a
+// prompt string (a value of one of promptKeys) that is certainly longer
+// than promptLimit bytes is refused before it is parsed.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, promptKeys map[string]string, promptLimit int) *apiError {
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
-	data, err := io.ReadAll(body)
+	var buf bytes.Buffer
+	if r.ContentLength > 0 && r.ContentLength <= s.cfg.MaxBody {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	_, err := buf.ReadFrom(body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return &apiError{Status: 413, Message: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Type: "invalid_request_error"}
 		}
 		return badRequest("", "", "reading request body: %v", err)
+	}
+	data := buf.Bytes()
+	if param, n := scanHugeString(data, promptLimit, promptKeys); param != "" {
+		return badRequest(param, "context_length_exceeded",
+			"prompt text is at least %d bytes; the context holds at most %d bytes with this vocabulary", n/jsonEscapeMax, promptLimit)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		var te *json.UnmarshalTypeError
@@ -69,16 +89,24 @@ func jsonKind(kind string) string {
 	}
 }
 
-// buildJob validates the shared fields against the model and context.
-func (s *Server) buildJob(m *llama.Model, nctx int, f *samplingFields, prompt []llama.Token) (*job, *apiError) {
+// checkFields validates what needs no prompt, before any tokenizing.
+func (s *Server) checkFields(f *samplingFields) *apiError {
 	if f.Model == "" {
-		return nil, badRequest("model", "missing_model", "model is required (this server serves %q)", s.cfg.ModelID)
+		return badRequest("model", "missing_model", "model is required (this server serves %q)", s.cfg.ModelID)
 	}
 	if f.Model != s.cfg.ModelID {
-		return nil, badRequest("model", "model_not_found", "model %q not found; this server serves %q", f.Model, s.cfg.ModelID)
+		return badRequest("model", "model_not_found", "model %q not found; this server serves %q", f.Model, s.cfg.ModelID)
 	}
 	if f.N != nil && *f.N != 1 {
-		return nil, badRequest("n", "unsupported_value", "n must be 1")
+		return badRequest("n", "unsupported_value", "n must be 1")
+	}
+	return nil
+}
+
+// buildJob validates the shared fields against the model and context.
+func (s *Server) buildJob(m *llama.Model, nctx int, f *samplingFields, prompt []llama.Token) (*job, *apiError) {
+	if aerr := s.checkFields(f); aerr != nil {
+		return nil, aerr
 	}
 	if len(prompt) >= nctx {
 		return nil, badRequest("messages", "context_length_exceeded",
@@ -152,7 +180,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req chatRequest
-	if aerr := s.decodeBody(w, r, &req); aerr != nil {
+	if aerr := s.decodeBody(w, r, &req, chatPromptKeys, s.promptLimit(m, sl)); aerr != nil {
 		writeError(w, aerr)
 		return
 	}
@@ -173,16 +201,22 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		}
 		msgs[i] = llama.ChatMessage{Role: msg.Role, Content: string(msg.Content)}
 	}
+	if aerr := s.checkFields(&req.samplingFields); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
 	text, err := m.ApplyChatTemplate(msgs, true)
 	if err != nil {
 		writeError(w, &apiError{Status: 500, Message: err.Error(), Type: "server_error"})
 		return
 	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
 	// The template already holds BOS where the model wants it; special
 	// tokens in it (<|im_start|>) are parsed, as the template means them.
-	prompt, err := m.Tokenize(text, !strings.HasPrefix(text, "<s>"), true)
-	if err != nil {
-		writeError(w, badRequest("messages", "", "%v", err))
+	prompt, aerr := s.tokenize(ctx, m, sl.all[0].NCtx(), text, !strings.HasPrefix(text, "<s>"), true, "messages")
+	if aerr != nil {
+		writeError(w, aerr)
 		return
 	}
 	j, aerr := s.buildJob(m, sl.all[0].NCtx(), &req.samplingFields, prompt)
@@ -190,7 +224,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	s.run(w, r, sl, j, true)
+	s.run(ctx, w, sl, j, true)
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +234,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req completionRequest
-	if aerr := s.decodeBody(w, r, &req); aerr != nil {
+	if aerr := s.decodeBody(w, r, &req, completionPromptKeys, s.promptLimit(m, sl)); aerr != nil {
 		writeError(w, aerr)
 		return
 	}
@@ -208,9 +242,15 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("prompt", "empty_prompt", "prompt must not be empty"))
 		return
 	}
-	prompt, err := m.Tokenize(string(*req.Prompt), true, false)
-	if err != nil {
-		writeError(w, badRequest("prompt", "", "%v", err))
+	if aerr := s.checkFields(&req.samplingFields); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	prompt, aerr := s.tokenize(ctx, m, sl.all[0].NCtx(), string(*req.Prompt), true, false, "prompt")
+	if aerr != nil {
+		writeError(w, aerr)
 		return
 	}
 	j, aerr := s.buildJob(m, sl.all[0].NCtx(), &req.samplingFields, prompt)
@@ -221,18 +261,28 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	s.run(w, r, sl, j, false)
+	s.run(ctx, w, sl, j, false)
+}
+
+// promptLimit is the most bytes a prompt that fits the context can have,
+// or 0 when the vocabulary gives no such bound.
+func (s *Server) promptLimit(m *llama.Model, sl *slots) int {
+	return promptByteLimit(m, sl.all[0].NCtx())
+}
+
+// requestContext ends when the client goes away or the grace period after
+// a stop signal is over.
+func (s *Server) requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.hardStop, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // run waits for a slot, generates, and writes the answer in the chosen
 // shape (chat or completion, stream or not).
-func (s *Server) run(w http.ResponseWriter, r *http.Request, sl *slots, j *job, chat bool) {
+// Generation stops when ctx ends (see requestContext).
+func (s *Server) run(ctx context.Context, w http.ResponseWriter, sl *slots, j *job, chat bool) {
 	accepted := time.Now()
-	// Generation stops when the client goes away or the grace period ends.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(s.hardStop, cancel)
-	defer stop()
 
 	c, err := sl.acquire(ctx)
 	if err != nil {

@@ -1,10 +1,12 @@
 package serve
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // The OpenAI request and response shapes box speaks. Unknown fields are
@@ -20,6 +22,10 @@ type chatMessage struct {
 type messageText string
 
 func (m *messageText) UnmarshalJSON(b []byte) error {
+	if s, ok := plainString(b); ok {
+		*m = messageText(s)
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
 		*m = messageText(s)
@@ -41,6 +47,16 @@ func (m *messageText) UnmarshalJSON(b []byte) error {
 	}
 	*m = messageText(sb.String())
 	return nil
+}
+
+// plainString decodes a JSON string without escapes in one cheap pass (the
+// decoder has already checked that b is valid JSON); prompts can be
+// megabytes, and a second full decode of them costs tens of milliseconds.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' || bytes.IndexByte(b, '\\') >= 0 || !utf8.Valid(b) {
+		return "", false
+	}
+	return string(b[1 : len(b)-1]), true
 }
 
 // stopList accepts a string or an array of strings.
@@ -68,6 +84,10 @@ func (s *stopList) UnmarshalJSON(b []byte) error {
 type promptText string
 
 func (p *promptText) UnmarshalJSON(b []byte) error {
+	if s, ok := plainString(b); ok {
+		*p = promptText(s)
+		return nil
+	}
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
 		*p = promptText(one)

@@ -75,6 +75,11 @@ type Server struct {
 	cancel   context.CancelFunc
 	started  time.Time
 
+	tok *tokenizer
+	// cwork counts goroutines still in C with the model (an abandoned
+	// tokenization); the model is freed only when it is zero.
+	cwork sync.WaitGroup
+
 	// tokenHook, when set (by tests), runs after each generated token, to
 	// make generation slow enough to observe queueing and shutdown.
 	tokenHook func()
@@ -105,6 +110,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, log: log, state: "loading", started: time.Now()}
 	s.hardStop, s.cancel = context.WithCancel(context.Background())
 	s.met = newMetrics(s)
+	s.tok = newTokenizer(cfg.Queue)
 	return s
 }
 

@@ -69,9 +69,11 @@ var loadMu sync.Mutex
 type LoadError struct {
 	Path   string
 	Reason string
+	Err    error // the cause, when it is an error of its own (a device failure)
 }
 
 func (e *LoadError) Error() string { return fmt.Sprintf("load model %s: %s", e.Path, e.Reason) }
+func (e *LoadError) Unwrap() error { return e.Err }
 
 // LoadModel loads the GGUF file at path. Cancelling ctx aborts the load
 // between tensors. Errors are *LoadError values naming the file and reason.
@@ -152,7 +154,7 @@ func LoadModel(ctx context.Context, path string, p ModelParams) (*Model, error) 
 		}
 		if p.Check != nil {
 			if err := p.Check(); err != nil {
-				return nil, &LoadError{Path: path, Reason: err.Error()}
+				return nil, &LoadError{Path: path, Reason: err.Error(), Err: err}
 			}
 		}
 		return nil, &LoadError{Path: path, Reason: loadReason(lines)}
@@ -161,7 +163,7 @@ func LoadModel(ctx context.Context, path string, p ModelParams) (*Model, error) 
 	if p.Check != nil {
 		if err := p.Check(); err != nil {
 			model.Close()
-			return nil, &LoadError{Path: path, Reason: err.Error()}
+			return nil, &LoadError{Path: path, Reason: err.Error(), Err: err}
 		}
 	}
 	return model, nil

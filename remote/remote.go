@@ -53,6 +53,7 @@ type Device struct {
 	Index  uint32
 	Name   string // ggml device name: RPC[host:port]#N
 	handle cgo.Handle
+	align  uint64 // the checked GET_ALIGNMENT answer
 
 	// The last graph sent, and the node's graph generation then: an
 	// identical graph is recomputed (GRAPH_RECOMPUTE, 4 bytes) instead of
@@ -116,11 +117,15 @@ func Connect(ctx context.Context, addr string, log *slog.Logger, opts ...rpc.Dia
 	for i := uint32(0); i < count; i++ {
 		al, err1 := c.GetAlignment(ctx, i)
 		mx, err2 := c.GetMaxSize(ctx, i)
-		if err := errors.Join(err1, err2); err != nil {
+		err := errors.Join(err1, err2)
+		if err == nil {
+			err = checkDevice(i, al, mx)
+		}
+		if err != nil {
 			c.Close()
 			return nil, &NodeError{Addr: addr, Err: err}
 		}
-		d := &Device{Node: n, Index: i, Name: fmt.Sprintf("RPC[%s]#%d", addr, i)}
+		d := &Device{Node: n, Index: i, Name: fmt.Sprintf("RPC[%s]#%d", addr, i), align: al}
 		d.handle = cgo.NewHandle(d) // lives as long as the ggml device: the process
 		n.devices = append(n.devices, d)
 		handles[i] = C.uintptr_t(d.handle)
@@ -142,6 +147,69 @@ func Connect(ctx context.Context, addr string, log *slog.Logger, opts ...rpc.Dia
 	n.lastUse = time.Now()
 	registry.nodes[addr] = n
 	return n, nil
+}
+
+// Limits on what a worker may answer. ggml asserts on a bad alignment or
+// base address and trusts sizes, so every answer is checked before ggml
+// sees it; a bad one fails the node (an *AnswerError), never the process.
+const (
+	maxAlignment = 1 << 20 // real backends use 16 to 4096
+	minMaxSize   = 1 << 20 // a smaller GET_MAX_SIZE cannot hold a layer
+)
+
+// AnswerError is a worker answer that cannot be true.
+type AnswerError struct {
+	Cmd rpc.Cmd
+	Msg string
+}
+
+func (e *AnswerError) Error() string { return fmt.Sprintf("bad %s answer: %s", e.Cmd, e.Msg) }
+
+func badAnswer(cmd rpc.Cmd, format string, args ...any) error {
+	return &AnswerError{Cmd: cmd, Msg: fmt.Sprintf(format, args...)}
+}
+
+// checkDevice validates the alignment and maximum buffer size of a device.
+func checkDevice(dev uint32, align, maxSize uint64) error {
+	if align == 0 || align&(align-1) != 0 || align > maxAlignment {
+		return badAnswer(rpc.CmdGetAlignment, "device %d: alignment %d is not a power of two up to %d", dev, align, maxAlignment)
+	}
+	if maxSize < minMaxSize {
+		return badAnswer(rpc.CmdGetMaxSize, "device %d: maximum buffer size %d is below %d", dev, maxSize, minMaxSize)
+	}
+	return nil
+}
+
+// checkAlloc validates an ALLOC_BUFFER answer (handle, size) and the
+// BUFFER_GET_BASE answer for it.
+func checkAlloc(dev uint32, asked, got, base, align uint64) error {
+	if got < asked {
+		return badAnswer(rpc.CmdAllocBuffer, "device %d: asked for %d bytes, the worker says it allocated %d", dev, asked, got)
+	}
+	if base == 0 || base%align != 0 {
+		return badAnswer(rpc.CmdBufferGetBase, "device %d: base address %#x is null or not a multiple of the alignment %d", dev, base, align)
+	}
+	if base+got < base {
+		return badAnswer(rpc.CmdBufferGetBase, "device %d: buffer at %#x of %d bytes wraps the address space", dev, base, got)
+	}
+	return nil
+}
+
+// checkMemory validates a GET_DEVICE_MEMORY answer.
+func checkMemory(dev uint32, free, total uint64) error {
+	if free > total {
+		return badAnswer(rpc.CmdGetDeviceMemory, "device %d: %d bytes free of %d total", dev, free, total)
+	}
+	return nil
+}
+
+// checkAllocSize validates a GET_ALLOC_SIZE answer for a tensor of nbytes
+// bytes (0 means "its plain size"). Padding a row is all a backend does.
+func checkAllocSize(dev uint32, got, nbytes uint64) error {
+	if got != 0 && (got < nbytes || got > 2*nbytes+(1<<20)) {
+		return badAnswer(rpc.CmdGetAllocSize, "device %d: %d bytes for a tensor of %d bytes", dev, got, nbytes)
+	}
+	return nil
 }
 
 // Devices returns the node's devices.
@@ -193,6 +261,21 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	if err == nil && int(count) != len(n.devices) {
 		err = fmt.Errorf("worker now has %d devices, had %d; restart the head", count, len(n.devices))
 	}
+	// ggml keeps the alignment it was given at registration: a worker that
+	// now says another must not be used with it.
+	for i := 0; err == nil && i < len(n.devices); i++ {
+		var al, mx uint64
+		al, err = c.GetAlignment(ctx, uint32(i))
+		if err == nil {
+			mx, err = c.GetMaxSize(ctx, uint32(i))
+		}
+		if err == nil {
+			err = checkDevice(uint32(i), al, mx)
+		}
+		if err == nil && al != n.devices[i].align {
+			err = fmt.Errorf("device %d: alignment now %d, was %d; restart the head", i, al, n.devices[i].align)
+		}
+	}
 	if err != nil {
 		c.Close()
 		return &NodeError{Addr: n.Addr, Err: err}
@@ -222,8 +305,14 @@ func (n *Node) Memory(ctx context.Context, dev uint32) (free, total uint64, err 
 		return 0, 0, err
 	}
 	free, total, err = n.client.GetDeviceMemory(ctx, dev)
+	if err == nil {
+		err = checkMemory(dev, free, total)
+	}
 	n.fail(err)
-	return free, total, err
+	if err != nil {
+		return 0, 0, &NodeError{Addr: n.Addr, Err: err}
+	}
+	return free, total, nil
 }
 
 // Heartbeat pings the node whenever it has been idle for every, until ctx
@@ -305,8 +394,12 @@ func boxRemoteAlloc(h C.uintptr_t, size C.size_t, remote, base *C.uint64_t, got 
 		if err != nil || handle == 0 {
 			return err
 		}
-		b, err = c.BufferGetBase(ctx, handle)
-		return err
+		if b, err = c.BufferGetBase(ctx, handle); err != nil {
+			return err
+		}
+		// The node fails on a bad answer: its connection closes, so the
+		// worker frees the buffer too.
+		return checkAlloc(d.Index, uint64(size), sz, b, d.align)
 	})
 	if err != nil || handle == 0 {
 		if err == nil {
@@ -420,11 +513,16 @@ func boxRemoteAllocSize(h C.uintptr_t, t *C.struct_ggml_tensor) C.size_t {
 	ctx, cancel := opCtx()
 	defer cancel()
 	var n uint64
-	d.Node.call(func(c *rpc.Client) error {
+	nbytes := uint64(C.ggml_nbytes(t))
+	if d.Node.call(func(c *rpc.Client) error {
 		var err error
-		n, err = c.GetAllocSize(ctx, d.Index, wt, srcs)
-		return err
-	})
+		if n, err = c.GetAllocSize(ctx, d.Index, wt, srcs); err != nil {
+			return err
+		}
+		return checkAllocSize(d.Index, n, nbytes)
+	}) != nil {
+		return 0 // the plain size; the failure is reported through Err
+	}
 	return C.size_t(n)
 }
 

@@ -26,6 +26,13 @@ func cpuTime(t *testing.T) time.Duration {
 // postErr posts body and returns the status and the error's code and param.
 func postErr(t *testing.T, url, body string) (int, string, string) {
 	t.Helper()
+	status, code, param, _ := postErrMsg(t, url, body)
+	return status, code, param
+}
+
+// postErrMsg is postErr with the error message.
+func postErrMsg(t *testing.T, url, body string) (int, string, string, string) {
+	t.Helper()
 	resp, err := http.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +54,7 @@ func postErr(t *testing.T, url, body string) (int, string, string) {
 	if e.Error.Param != nil {
 		param = *e.Error.Param
 	}
-	return resp.StatusCode, code, param
+	return resp.StatusCode, code, param, e.Error.Message
 }
 
 // The tokenizer attack: prompts without spaces cost llama.cpp's tokenizer

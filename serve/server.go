@@ -152,6 +152,21 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.log.Info("listening", "addr", "http://"+ln.Addr().String())
 
 	loadErr := s.load(ctx)
+	// With Reconnect, a load that failed because of a worker (it died, or
+	// answered something impossible) is tried again until it is back; the
+	// head serves /health as degraded meanwhile.
+	for loadErr != nil && s.cfg.Reconnect && isWorkerFailure(loadErr) {
+		s.setState("degraded", loadErr.Error())
+		s.log.Error("load failed on a worker; retrying", "err", loadErr)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		loadErr = s.retryLoad(ctx)
+	}
 	if loadErr != nil {
 		s.setState("error", loadErr.Error())
 	}
@@ -253,6 +268,24 @@ func (s *Server) load(ctx context.Context) error {
 	s.log.Info("model loaded", "path", s.cfg.ModelPath, "desc", m.Desc(), "bytes", m.Size(),
 		"params", m.Params(), "slots", s.cfg.Parallel, "ctx", s.nctx, "seconds", took.Round(time.Millisecond).Seconds())
 	return nil
+}
+
+// isWorkerFailure reports whether err is a worker's failure, which a
+// reconnect may cure (a plan that does not fit, or a bad model, is not).
+func isWorkerFailure(err error) bool {
+	var ne *remote.NodeError
+	return errors.As(err, &ne)
+}
+
+// retryLoad reconnects to the workers (or connects, when the first
+// connect failed) and loads again.
+func (s *Server) retryLoad(ctx context.Context) error {
+	if s.cl != nil {
+		if err := s.cl.Reconnect(ctx); err != nil {
+			return err
+		}
+	}
+	return s.load(ctx)
 }
 
 // ctxSizeHint is the context the plan sizes KV caches for.

@@ -59,6 +59,19 @@ type testServer struct {
 
 func start(t *testing.T, cfg Config, hook func()) *testServer {
 	t.Helper()
+	ts := startWith(t, cfg, hook)
+	ts.waitReady(t)
+	return ts
+}
+
+// startNoWait starts a server without waiting for its model.
+func startNoWait(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+func startWith(t *testing.T, cfg Config, hook func()) *testServer {
+	t.Helper()
 	if cfg.ModelPath == "" {
 		cfg.ModelPath = tinyPath
 	}
@@ -87,7 +100,6 @@ func start(t *testing.T, cfg Config, hook func()) *testServer {
 		}
 	})
 	ts.client = openai.NewClient(option.WithBaseURL(ts.url+"/v1"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
-	ts.waitReady(t)
 	return ts
 }
 

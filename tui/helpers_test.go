@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -71,11 +72,41 @@ func normalise(s *Snapshot) {
 			n.Error = "connection refused" // refused or reset, depending on timing
 		}
 	}
-	for i := range s.Alerts {
-		if !s.Alerts[i].Active {
-			s.Alerts[i].Time = t0.Add(-5 * time.Second)
+	if s.HeadStats != nil {
+		s.HeadStats.Since = t0
+	}
+	for i := range s.Nodes {
+		if !s.Nodes[i].DownSince.IsZero() {
+			s.Nodes[i].DownSince = t0
 		}
 	}
+	for i := range s.Alerts {
+		a := &s.Alerts[i]
+		if a.Active {
+			a.Time = t0
+		}
+		a.Text = loopbackPort.ReplaceAllString(a.Text, "127.0.0.1:port")
+		if !a.Active {
+			a.Time = t0.Add(-5 * time.Second)
+		}
+		if !a.End.IsZero() {
+			a.End = t0
+		}
+	}
+}
+
+// loopbackPort is a test peer's address in event texts (its port varies).
+var loopbackPort = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+
+// alertsOf is the snapshot's alerts without the routine events.
+func alertsOf(s Snapshot) []Alert {
+	var out []Alert
+	for _, a := range s.Alerts {
+		if !a.Info {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func testPoller(nodes ...Target) *Poller {
@@ -83,5 +114,7 @@ func testPoller(nodes ...Target) *Poller {
 }
 
 func testOptions() Options {
-	return Options{Interval: 30 * time.Millisecond, Now: fixedNow, Location: time.UTC}
+	// Footer messages stay for the test's length, so frames do not depend on
+	// its speed (TestModelStatusClears covers their end).
+	return Options{Interval: 30 * time.Millisecond, Now: fixedNow, Location: time.UTC, StatusTTL: time.Hour}
 }

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/worker"
 )
 
@@ -32,6 +34,12 @@ type Options struct {
 	// Once renders for `boxtop --once`: no selection marks or key help,
 	// and the connections of every node.
 	Once bool
+	// Banner lines are shown under the header (the demo puts its URL and a
+	// curl line there); long lines wrap.
+	Banner []string
+	// StatusTTL is how long a footer message stays (default 5s); any key
+	// clears it sooner.
+	StatusTTL time.Duration
 }
 
 type pane int
@@ -43,11 +51,11 @@ const (
 	numPanes
 )
 
-func (p pane) String() string { return [...]string{"nodes", "connections", "alerts"}[p] }
+func (p pane) String() string { return [...]string{"nodes", "connections", "events"}[p] }
 
 var (
-	nodeSorts = []string{"name", "bound", "free"}
-	connSorts = []string{"id", "bytes", "age"}
+	nodeSorts = []string{"name", "bound", "free", "layers"}
+	connSorts = []string{"id", "bytes", "age", "cmds"}
 )
 
 // Model is boxtop's bubbletea model. It holds the last Snapshot and the
@@ -69,9 +77,13 @@ type Model struct {
 	filter        string
 	filtering     bool
 	nodeSort      int
+	nodeRev       bool
 	connSort      int
+	connRev       bool
+	alertsOnly    bool // the events pane shows alerts only
 	confirm       *pendingClose
 	status        string
+	statusGen     int
 	showHelp      bool
 
 	fetching    bool
@@ -85,6 +97,7 @@ type pendingClose struct {
 	node string
 	id   uint64
 	peer string
+	what string // what the connection is, in words
 }
 
 // Messages.
@@ -96,6 +109,7 @@ type (
 		id   uint64
 		err  error
 	}
+	clearStatusMsg int // the status generation to clear
 )
 
 // New makes a Model reading src.
@@ -108,6 +122,9 @@ func New(src Source, opt Options) *Model {
 	}
 	if opt.Location == nil {
 		opt.Location = time.Local
+	}
+	if opt.StatusTTL <= 0 {
+		opt.StatusTTL = 5 * time.Second
 	}
 	m := &Model{src: src, opt: opt, width: 80, keys: defaultKeys(), help: help.New()}
 	return m
@@ -162,20 +179,35 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, m.fetch()
 	case closedMsg:
+		var clear tea.Cmd
 		if msg.err != nil {
-			m.status = fmt.Sprintf("close conn %d on %s: %v", msg.id, msg.node, msg.err)
+			clear = m.setStatus(msg.err.Error())
 		} else {
-			m.status = fmt.Sprintf("closed conn %d on %s", msg.id, msg.node)
+			clear = m.setStatus(fmt.Sprintf("closed conn %d on %s", msg.id, msg.node))
 			m.binding = false
 		}
 		if m.fetching {
-			return m, nil
+			return m, clear
 		}
-		return m, m.fetch()
+		return m, tea.Batch(clear, m.fetch())
+	case clearStatusMsg:
+		if int(msg) == m.statusGen {
+			m.status = ""
+		}
+		return m, nil
 	case tea.KeyMsg:
 		return m.key(msg)
 	}
 	return m, nil
+}
+
+// setStatus shows a footer message until StatusTTL passes or a key is
+// pressed; it returns the command that clears it.
+func (m *Model) setStatus(s string) tea.Cmd {
+	m.status = s
+	m.statusGen++
+	gen := m.statusGen
+	return tea.Tick(m.opt.StatusTTL, func(time.Time) tea.Msg { return clearStatusMsg(gen) })
 }
 
 func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
@@ -189,15 +221,19 @@ func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 			c := m.confirm
 			m.confirm = nil
 			m.status = fmt.Sprintf("closing conn %d on %s…", c.id, c.node)
+			m.statusGen++
 			src := m.src
 			return m, func() tea.Msg {
 				return closedMsg{node: c.node, id: c.id, err: src.Close(context.Background(), c.node, c.id)}
 			}
 		case "n", "N", "esc", "q":
 			m.confirm = nil
-			m.status = "close cancelled"
+			return m, m.setStatus("close cancelled")
 		}
 		return m, nil
+	}
+	if m.status != "" && !m.filtering {
+		m.status = "" // a key clears the last message
 	}
 	if m.filtering {
 		switch msg.Type {
@@ -257,17 +293,29 @@ func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case key.Matches(msg, m.keys.Sort):
 		switch m.focus {
 		case paneNodes:
-			m.nodeSort = (m.nodeSort + 1) % len(nodeSorts)
+			m.nodeSort, m.nodeRev = (m.nodeSort+1)%len(nodeSorts), false
+			if nodeSorts[m.nodeSort] == "layers" && m.snap.HeadStats == nil {
+				m.nodeSort = 0 // no head, no layers column
+			}
 		case paneConns:
-			m.connSort = (m.connSort + 1) % len(connSorts)
+			m.connSort, m.connRev = (m.connSort+1)%len(connSorts), false
 		}
+	case key.Matches(msg, m.keys.Reverse):
+		switch m.focus {
+		case paneNodes:
+			m.nodeRev = !m.nodeRev
+		case paneConns:
+			m.connRev = !m.connRev
+		}
+	case key.Matches(msg, m.keys.Events):
+		m.alertsOnly = !m.alertsOnly
+		m.fixSelection()
 	case key.Matches(msg, m.keys.Close):
 		n, c := m.selectedNode(), m.selectedConn()
 		if n == nil || c == nil {
-			m.status = "select a connection first (tab to the connections pane)"
-			return m, nil
+			return m, m.setStatus("select a connection first (tab to the connections pane)")
 		}
-		m.confirm = &pendingClose{node: n.Name, id: c.ID, peer: c.Peer}
+		m.confirm = &pendingClose{node: n.Name, id: c.ID, peer: c.Peer, what: m.describeConn(n, c)}
 	case key.Matches(msg, m.keys.Refresh):
 		if !m.fetching {
 			return m, m.fetch()
@@ -324,9 +372,14 @@ func (m *Model) nodeRows() []nodeRow {
 			return dev(rows[a]).BoundBytes > dev(rows[b]).BoundBytes
 		case "free":
 			return dev(rows[a]).MemoryFree > dev(rows[b]).MemoryFree
+		case "layers":
+			return rows[a].node.Layers > rows[b].node.Layers
 		}
 		return false // name: the order given
 	})
+	if m.nodeRev {
+		slices.Reverse(rows)
+	}
 	return rows
 }
 
@@ -358,7 +411,7 @@ func (m *Model) connRows(n *Node) []worker.ConnInfo {
 	}
 	var rows []worker.ConnInfo
 	for _, c := range n.Conns {
-		if m.match(fmt.Sprint(c.ID), c.Peer, c.State, n.Name) {
+		if m.match(fmt.Sprint(c.ID), c.Peer, string(c.State), n.Name) {
 			rows = append(rows, c)
 		}
 	}
@@ -368,9 +421,14 @@ func (m *Model) connRows(n *Node) []worker.ConnInfo {
 			return rows[a].Bytes > rows[b].Bytes
 		case "age":
 			return rows[a].Since.Before(rows[b].Since)
+		case "cmds":
+			return n.Activity[rows[a].ID].CmdsPerSec > n.Activity[rows[b].ID].CmdsPerSec
 		}
 		return rows[a].ID < rows[b].ID
 	})
+	if m.connRev {
+		slices.Reverse(rows)
+	}
 	return rows
 }
 
@@ -395,6 +453,9 @@ func (m *Model) selectedConn() *worker.ConnInfo {
 func (m *Model) alertRows() []Alert {
 	var rows []Alert
 	for _, a := range m.snap.Alerts {
+		if m.alertsOnly && a.Info {
+			continue
+		}
 		if m.match(a.Node, a.Kind, a.Text) {
 			rows = append(rows, a)
 		}
@@ -453,7 +514,7 @@ func clamp(v, lo, hi int) int {
 
 // keyMap is boxtop's keys, for Update and for the help view.
 type keyMap struct {
-	Up, Down, Next, Prev, Enter, Back, Filter, Sort, Close, Refresh, Help, Quit key.Binding
+	Up, Down, Next, Prev, Enter, Back, Filter, Sort, Reverse, Events, Close, Refresh, Help, Quit key.Binding
 }
 
 func defaultKeys() keyMap {
@@ -466,6 +527,8 @@ func defaultKeys() keyMap {
 		Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 		Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
 		Sort:    key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "sort")),
+		Reverse: key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "reverse")),
+		Events:  key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "alerts only")),
 		Close:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "close")),
 		Refresh: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
 		Help:    key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
@@ -480,5 +543,23 @@ func (k keyMap) ShortHelp() []key.Binding {
 
 // FullHelp is the help screen.
 func (k keyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Next, k.Prev, k.Enter, k.Back}, {k.Filter, k.Sort, k.Close, k.Refresh, k.Help, k.Quit}}
+	return [][]key.Binding{{k.Up, k.Down, k.Next, k.Prev, k.Enter, k.Back}, {k.Filter, k.Sort, k.Reverse, k.Events, k.Close, k.Refresh, k.Help, k.Quit}}
+}
+
+// describeConn says what a connection is, for the close prompt: the head's
+// (with its model and what it placed there), or a client with its bytes.
+func (m *Model) describeConn(n *Node, c *worker.ConnInfo) string {
+	held := fmt.Sprintf("%s in %s", probe.HumanBytes(c.Bytes), plural(len(c.Buffers), "buffer"))
+	if n.HeadConn == c.ID && c.ID != 0 {
+		model := ""
+		if hs := m.snap.HeadStats; hs != nil && hs.Model != "" {
+			model = hs.Model + ", "
+		}
+		return fmt.Sprintf("the live head's (%s%s, %s): its requests fail until it reloads", model,
+			plural(n.Layers, "layer"), probe.HumanBytes(c.Bytes))
+	}
+	if c.State == "closed" {
+		return fmt.Sprintf("a closed connection of %s still holding %s", c.Peer, held)
+	}
+	return fmt.Sprintf("a client at %s holding %s", c.Peer, held)
 }

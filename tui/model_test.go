@@ -107,7 +107,7 @@ func TestModelKeysAndPolling(t *testing.T) {
 	if rows := m.connRows(m.selectedNode()); rows[0].ID != 2 || connSorts[m.connSort] != "age" {
 		t.Fatal("sort by age")
 	}
-	send(m, keyMsg("s"), keyMsg("down")) // back to id, select conn 2
+	send(m, keyMsg("s"), keyMsg("s"), keyMsg("down")) // cmd/s, back to id, select conn 2
 	if m.selectedConn().ID != 2 {
 		t.Fatalf("selected conn %d", m.selectedConn().ID)
 	}
@@ -122,7 +122,7 @@ func TestModelKeysAndPolling(t *testing.T) {
 	}
 	// c asks; n cancels without closing.
 	send(m, keyMsg("c"))
-	if m.confirm == nil || !strings.Contains(m.View(), "close conn 2 (10.0.0.9:40002) on b") {
+	if m.confirm == nil || !strings.Contains(m.View(), "close conn 2 on b? It is a client at 10.0.0.9:40002") {
 		t.Fatal("no confirmation")
 	}
 	send(m, keyMsg("n"))
@@ -232,5 +232,79 @@ func TestOnceGolden(t *testing.T) {
 	// Same input, same frame.
 	if again := Render(p.Poll(context.Background()), 80, testOptions()); again != out {
 		t.Fatalf("--once not stable:\n%s\n%s", out, again)
+	}
+}
+
+// TestModelStatusClears: a footer message goes after its time or at the
+// next key, and a later message is not cleared by an earlier one's timer.
+func TestModelStatusClears(t *testing.T) {
+	m := New(&fakeSource{}, Options{Now: fixedNow, StatusTTL: time.Minute})
+	m.SetSnapshot(fakeSnapshot())
+	send(m, keyMsg("tab"), keyMsg("c"))
+	cmd := send(m, keyMsg("n"))
+	if m.status != "close cancelled" || cmd == nil {
+		t.Fatalf("status %q, cmd %v", m.status, cmd)
+	}
+	first := clearStatusMsg(m.statusGen)
+	send(m, closedMsg{node: "a", id: 1})
+	send(m, first) // the first message's timer must not clear the second
+	if !strings.Contains(m.View(), "closed conn 1 on a") {
+		t.Fatal("an old timer cleared a newer message")
+	}
+	send(m, clearStatusMsg(m.statusGen))
+	if m.status != "" || !strings.Contains(m.View(), "q quit") {
+		t.Fatalf("message not cleared: %q", m.status)
+	}
+	send(m, closedMsg{node: "a", id: 1})
+	send(m, keyMsg("j"))
+	if m.status != "" {
+		t.Fatal("a key did not clear the message")
+	}
+}
+
+// TestModelSortMarks: the sorted column carries ▲ or ▼, S reverses it.
+func TestModelSortMarks(t *testing.T) {
+	m := New(&fakeSource{}, testOptions())
+	m.SetSnapshot(fakeSnapshot())
+	m.SetSize(80, 24)
+	header := func() string { return lineOf(m.View(), "DEV") }
+	for _, tc := range []struct {
+		keys  []string
+		want  string
+		first string
+	}{
+		{nil, "NODE▲", "a"},
+		{[]string{"S"}, "NODE▼", "b"},
+		{[]string{"s"}, "BOUND▼", "b"},
+		{[]string{"S"}, "BOUND▲", "a"},
+		{[]string{"s", "s"}, "NODE▲", "a"}, // free, then name: no layers without a head
+	} {
+		for _, k := range tc.keys {
+			send(m, keyMsg(k))
+		}
+		if h := header(); !strings.Contains(h, tc.want) || strings.Count(h, "▲")+strings.Count(h, "▼") != 1 {
+			t.Errorf("after %v: header %q, want one mark on %s", tc.keys, h, tc.want)
+		}
+		if got := m.nodeRows()[0].node.Name; got != tc.first {
+			t.Errorf("after %v: %s first, want %s", tc.keys, got, tc.first)
+		}
+	}
+}
+
+// TestModelActivityColumns: a connection's rates show in its row; a
+// worker without counters shows "-".
+func TestModelActivityColumns(t *testing.T) {
+	snap := fakeSnapshot()
+	snap.Nodes[1].Activity = map[uint64]Activity{1: {Rated: true, CmdsPerSec: 52, InPerSec: 3 << 20, OutPerSec: 2048}}
+	m := New(&fakeSource{}, testOptions())
+	m.SetSnapshot(snap)
+	m.SetSize(80, 24)
+	send(m, keyMsg("j"))
+	v := m.View()
+	if l := lineOf(v, "10.0.0.9:40001"); !strings.HasSuffix(strings.TrimSpace(l), "52  3.0M  2.0K") {
+		t.Errorf("rated row: %q", l)
+	}
+	if l := lineOf(v, "10.0.0.9:40002"); !strings.HasSuffix(strings.TrimSpace(l), "-     -     -") {
+		t.Errorf("unrated row: %q", l)
 	}
 }

@@ -1,13 +1,15 @@
 // Package tui is boxtop: a terminal view of box workers' memory, connections
-// and buffer bindings. The data layer (Poller: polling admin APIs, keeping
-// history, deriving alerts) is separate from the bubbletea Model, which only
-// renders Snapshots and turns keys into requests; Poll runs in tea.Cmds, so
-// Update and View never block.
+// and buffer bindings, and of the head that serves over them. The data layer
+// (Poller: polling admin APIs and the head, keeping history, deriving alerts
+// and the event log) is separate from the bubbletea Model, which only renders
+// Snapshots and turns keys into requests; Poll runs in tea.Cmds, so Update and
+// View never block.
 package tui
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -68,7 +70,7 @@ type Config struct {
 	// at most this much, and the others are fetched at the same time.
 	Timeout time.Duration
 	// History is how many samples of bound bytes are kept per device
-	// (default 60).
+	// (default 600: ten minutes at one poll a second).
 	History int
 	HTTP    *http.Client
 	// Now is the clock (default time.Now).
@@ -85,10 +87,14 @@ type Config struct {
 type Snapshot struct {
 	Time      time.Time
 	Head      string // head URL when watching a head
-	HeadState string // the head's state (ready, degraded, ...)
-	HeadError string
+	HeadState string // the head's state (ok, loading, degraded, ...)
+	HeadError string // set when the head cannot be reached
+	// HeadStats is the head's serving view; nil unless watching a head.
+	HeadStats *HeadStats
 	Nodes     []Node
-	Alerts    []Alert
+	// Alerts holds the active conditions first, then the event log (worker
+	// events, alerts that ended, with their duration), newest first.
+	Alerts []Alert
 }
 
 // Node states.
@@ -112,31 +118,79 @@ type Node struct {
 	// last, so its devices stay listed.
 	Info  worker.NodeInfo
 	Conns []worker.ConnInfo
+	// Activity is each connection's rates since the previous poll, by id.
+	Activity map[uint64]Activity
 	// History holds recent bound bytes per device (Info.Devices order),
 	// oldest first.
 	History [][]uint64
 	// Seen reports whether the node ever answered.
 	Seen bool
+	// What the head says of this worker (InHead false: no head, or the head
+	// does not list it): the layers it placed there, the bytes it holds
+	// there and the bytes its plan said the share needs.
+	InHead bool
+	Layers int
+	Placed uint64
+	Need   uint64
+	// HeadConn is the id of the connection the head holds (0: none known).
+	HeadConn uint64
+}
+
+// Activity is one connection's rates between two polls. Rated is false on
+// the first sight of a connection, and for workers without the counters.
+type Activity struct {
+	Rated      bool
+	CmdsPerSec float64
+	InPerSec   float64
+	OutPerSec  float64
 }
 
 // Alert kinds.
 const (
-	AlertDown     = "down"     // node unreachable
-	AlertBaseline = "baseline" // bytes still bound after a connection ended
-	AlertOrphan   = "orphan"   // buffers bound to a connection the worker reports closed
-	AlertReaped   = "reaped"   // a dead or idle peer was reaped
-	AlertQuota    = "quota"    // an allocation refused by a quota
-	AlertLeaked   = "leaked"   // a connection ended and kept its buffers (fault injection)
-	AlertGPU      = "gpu"      // NVML: GPU memory used by a process that is not box
+	AlertDown     = "down"       // node unreachable
+	AlertBaseline = "baseline"   // bytes still bound after a connection ended
+	AlertOrphan   = "orphan"     // buffers bound to a connection the worker reports closed
+	AlertLost     = "lost"       // the head reports the worker down
+	AlertReaped   = "reaped"     // a dead or idle peer was reaped
+	AlertQuota    = "quota"      // an allocation refused by a quota
+	AlertLeaked   = "leaked"     // a connection ended and kept its buffers (fault injection)
+	AlertGPU      = "gpu"        // NVML: GPU memory used by a process that is not box
+	AlertHead     = "head"       // the head is unreachable, degraded or failed
+	AlertClosed   = "closed"     // an operator closed a connection
+	AlertCrashed  = "crashed"    // a connection's compute process crashed
+	AlertUnfreed  = "unreleased" // memory the driver did not give back after a connection ended
+	AlertTimeout  = "timeout"    // a connection closed because a compute took too long
+	AlertViolate  = "violation"  // a connection dropped for a protocol violation
+	AlertRefused  = "refused"    // a peer refused by --allow
 )
 
-// Alert is a condition (Active: true while it lasts) or an event.
+// Kinds of the event log's plain entries (Info: true).
+const (
+	EventConnect    = "connect"
+	EventDisconnect = "disconnect"
+	EventShutdown   = "shutdown"
+	EventOther      = "event"
+)
+
+// Alert is a condition (Active while it lasts; End set once it is over) or
+// an event (Info: routine, not an alert).
 type Alert struct {
 	Time   time.Time
+	End    time.Time // when a condition ended; zero while active and for events
 	Node   string
 	Kind   string
 	Text   string
 	Active bool
+	Info   bool
+	key    string // a condition's identity across polls
+}
+
+// Lasted is how long an ended condition held.
+func (a Alert) Lasted() time.Duration {
+	if a.End.IsZero() {
+		return 0
+	}
+	return a.End.Sub(a.Time)
 }
 
 // Poller polls admin APIs and keeps history. It is safe for concurrent use.
@@ -144,12 +198,16 @@ type Poller struct {
 	cfg   Config
 	admin probe.AdminClient
 
-	mu      sync.Mutex
-	targets []Target
-	track   map[string]*track // by URL
-	events  []Alert           // event alerts, oldest first
-	head    probe.Cluster
-	headErr string
+	mu       sync.Mutex
+	targets  []Target
+	track    map[string]*track // by URL
+	log      []Alert           // the event log, oldest first
+	conds    map[string]*Alert // active conditions by key
+	condSeq  []string          // their keys in the order they began
+	head     headCluster
+	headErr  string
+	stats    HeadStats
+	hsamples []headSample
 }
 
 type track struct {
@@ -157,6 +215,7 @@ type track struct {
 	cursor  uint64    // last event seq seen
 	started time.Time // worker start time: a restart resets the cursor
 	ended   []endedConn
+	prevAt  time.Time // when Conns were fetched
 }
 
 type endedConn struct {
@@ -165,7 +224,7 @@ type endedConn struct {
 	bytes uint64
 }
 
-const maxEventAlerts = 200
+const maxLog = 300
 
 // NewPoller makes a Poller; nothing is fetched until Poll.
 func NewPoller(cfg Config) *Poller {
@@ -173,12 +232,17 @@ func NewPoller(cfg Config) *Poller {
 		cfg.Timeout = 2 * time.Second
 	}
 	if cfg.History <= 0 {
-		cfg.History = 60
+		cfg.History = 600
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Poller{cfg: cfg, admin: probe.AdminClient{HTTP: cfg.HTTP}, track: map[string]*track{}}
+	if cfg.HTTP == nil {
+		cfg.HTTP = http.DefaultClient
+	}
+	cfg.Head = probe.NormalizeURL(cfg.Head)
+	p := &Poller{cfg: cfg, admin: probe.AdminClient{HTTP: cfg.HTTP}, track: map[string]*track{}, conds: map[string]*Alert{}}
+	p.stats.URL = cfg.Head
 	for _, t := range cfg.Nodes {
 		t.URL = probe.NormalizeURL(t.URL)
 		if t.Name == "" {
@@ -196,28 +260,45 @@ type fetched struct {
 	err    error
 }
 
+// headWorker is what the head says about one worker.
+type headWorker struct {
+	probe.ClusterWorker
+	need uint64
+}
+
 // Poll fetches every node at once (each request bounded by Timeout) and
 // returns the new snapshot.
 func (p *Poller) Poll(ctx context.Context) Snapshot {
-	var headWorkers map[string]probe.ClusterWorker
+	var headWorkers map[string]headWorker
 	if p.cfg.Head != "" {
 		hctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-		cl, err := p.admin.Cluster(hctx, p.cfg.Head)
+		hf := fetchHead(hctx, p.cfg.HTTP, p.cfg.Head)
 		cancel()
+		now := p.cfg.Now()
 		p.mu.Lock()
-		if err != nil {
-			p.headErr = "head " + p.cfg.Head + ": " + errWords(err)
+		if hf.err != nil {
+			p.headErr = "head " + p.cfg.Head + ": " + errWords(hf.err)
 		} else {
 			p.headErr = ""
-			p.head = cl
+			p.head = hf.cluster
 			p.targets = p.targets[:0]
-			for _, w := range cl.Workers {
+			for _, w := range hf.cluster.Workers {
 				p.targets = append(p.targets, Target{Name: w.Addr, URL: probe.NormalizeURL(w.Admin)})
 			}
 		}
-		headWorkers = map[string]probe.ClusterWorker{}
+		p.stats = headStats(p.stats, hf, &p.hsamples, now)
+		headWorkers = map[string]headWorker{}
 		for _, w := range p.head.Workers {
-			headWorkers[w.Addr] = w
+			headWorkers[w.Addr] = headWorker{ClusterWorker: w}
+		}
+		for _, s := range p.head.Plan {
+			if hw, ok := headWorkers[s.Addr]; ok {
+				hw.need = s.Need
+				if hw.Layers == 0 {
+					hw.Layers = s.Layers
+				}
+				headWorkers[s.Addr] = hw
+			}
 		}
 		p.mu.Unlock()
 	}
@@ -258,10 +339,13 @@ func (p *Poller) Poll(ctx context.Context) Snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	snap := Snapshot{Time: now, Head: p.cfg.Head, HeadError: p.headErr}
+	var conds []Alert
 	if p.cfg.Head != "" {
 		snap.HeadState = p.head.State
+		st := p.stats
+		snap.HeadStats = &st
+		conds = append(conds, headConds(st)...)
 	}
-	var active []Alert
 	for i, t := range targets {
 		key := t.URL
 		if key == "" {
@@ -273,63 +357,164 @@ func (p *Poller) Poll(ctx context.Context) Snapshot {
 			p.track[key] = tr
 		}
 		tr.node.Name = t.Name
-		if hw, ok := headWorkers[t.Name]; ok {
-			tr.node.Addr = hw.Addr
-		}
+		hw, inHead := headWorkers[t.Name]
 		p.update(tr, res[i], now)
 		n := &tr.node
-		// Conditions, recomputed every poll.
-		if n.State == StateDown {
-			active = append(active, Alert{Time: n.DownSince, Node: n.Name, Kind: AlertDown, Active: true,
-				Text: "unreachable: " + n.Error})
-		} else {
-			var reasons []string
-			if hw, ok := headWorkers[t.Name]; ok && hw.State == StateDown {
-				reasons = append(reasons, "head lost it: "+hw.Error)
-			}
-			var live, orphan uint64
-			for _, c := range n.Conns {
-				if c.State == "closed" {
-					if len(c.Buffers) > 0 {
-						orphan += c.Bytes
-						active = append(active, Alert{Time: now, Node: n.Name, Kind: AlertOrphan, Active: true,
-							Text: fmt.Sprintf("conn %d is closed but holds %d buffers (%s)", c.ID, len(c.Buffers), probe.HumanBytes(c.Bytes))})
-					}
-					continue
-				}
-				live += c.Bytes
-			}
-			if n.Info.BoundBytes > live && len(tr.ended) > 0 {
-				last := tr.ended[len(tr.ended)-1]
-				active = append(active, Alert{Time: last.when, Node: n.Name, Kind: AlertBaseline, Active: true,
-					Text: fmt.Sprintf("%s not returned after conn %d ended", probe.HumanBytes(n.Info.BoundBytes-live), last.id)})
-				reasons = append(reasons, "memory not returned")
-			} else if n.Info.BoundBytes == live {
-				tr.ended = nil // back to baseline
-			}
-			if orphan > 0 {
-				reasons = append(reasons, "buffers on a closed connection")
-			}
-			if len(reasons) > 0 {
-				n.State, n.Error = StateDegraded, strings.Join(reasons, "; ")
-			}
+		n.InHead, n.Layers, n.Placed, n.Need, n.HeadConn = inHead, 0, 0, 0, 0
+		if inHead {
+			n.Addr, n.Layers, n.Placed, n.Need = hw.Addr, hw.Layers, uint64(max(0, hw.PlacedBytes)), hw.need
+			n.HeadConn = headConn(n, hw, p.cfg.Head)
 		}
+		conds = append(conds, p.nodeConds(tr, hw, inHead, now)...)
 		snap.Nodes = append(snap.Nodes, cloneNode(*n))
 	}
 	if nv != nil {
 		for _, gp := range nv.NonBox() {
-			active = append(active, Alert{Time: now, Node: "local", Kind: AlertGPU, Active: true,
+			conds = append(conds, Alert{Time: now, Node: "local", Kind: AlertGPU, key: fmt.Sprintf("gpu|%d|%d", gp.GPU, gp.PID),
 				Text: fmt.Sprintf("GPU%d: %s (pid %d) holds %s outside box", gp.GPU, gp.Name, gp.PID, probe.HumanBytes(gp.UsedMemory))})
 		}
 	}
-	snap.Alerts = active
-	for i := len(p.events) - 1; i >= 0; i-- {
-		snap.Alerts = append(snap.Alerts, p.events[i])
+	snap.Alerts = p.observe(conds, now)
+	for i := len(p.log) - 1; i >= 0; i-- {
+		snap.Alerts = append(snap.Alerts, p.log[i])
 	}
 	if p.cfg.Transform != nil {
 		p.cfg.Transform(&snap)
 	}
 	return snap
+}
+
+// headConds are the head's conditions: unreachable, or not serving.
+func headConds(st HeadStats) []Alert {
+	switch {
+	case !st.Reachable:
+		return []Alert{{Time: st.Since, Node: "head", Kind: AlertHead, key: "head|unreachable",
+			Text: "head unreachable: " + st.Error}}
+	case st.State == "degraded" || st.State == "error":
+		text := "head " + st.State
+		if st.Error != "" {
+			text += ": " + st.Error
+		}
+		return []Alert{{Time: st.Since, Node: "head", Kind: AlertHead, key: "head|" + st.State, Text: text}}
+	}
+	return nil
+}
+
+// headConn finds the connection the head holds on a worker: the one whose
+// bytes and buffers are what the head says it placed there, or else the
+// only live connection from the head's host.
+func headConn(n *Node, hw headWorker, head string) uint64 {
+	if n.State == StateDown {
+		return 0
+	}
+	if hw.PlacedBytes > 0 {
+		for _, c := range n.Conns {
+			if c.State != "closed" && c.Bytes == uint64(hw.PlacedBytes) && int64(len(c.Buffers)) == hw.Buffers {
+				return c.ID
+			}
+		}
+	}
+	hh := hostOf(head)
+	if h, _, err := net.SplitHostPort(hh); err == nil {
+		hh = h
+	}
+	var id uint64
+	for _, c := range n.Conns {
+		ph, _, err := net.SplitHostPort(c.Peer)
+		if err != nil || c.State == "closed" || ph != strings.Trim(hh, "[]") {
+			continue
+		}
+		if id != 0 {
+			return 0 // two from the head's host: cannot tell
+		}
+		id = c.ID
+	}
+	return id
+}
+
+// nodeConds are a node's conditions this poll; they also set a degraded
+// state. Called with p.mu held.
+func (p *Poller) nodeConds(tr *track, hw headWorker, inHead bool, now time.Time) []Alert {
+	n := &tr.node
+	if n.State == StateDown {
+		return []Alert{{Time: n.DownSince, Node: n.Name, Kind: AlertDown, key: "down|" + n.Name,
+			Text: "unreachable: " + n.Error}}
+	}
+	var out []Alert
+	var reasons []string
+	if inHead && hw.State == StateDown {
+		reasons = append(reasons, "head lost it: "+hw.Error)
+		out = append(out, Alert{Time: now, Node: n.Name, Kind: AlertLost, key: "lost|" + n.Name,
+			Text: "the head lost this worker: " + hw.Error})
+	}
+	var live, orphan uint64
+	for _, c := range n.Conns {
+		if c.State == "closed" {
+			if len(c.Buffers) > 0 {
+				orphan += c.Bytes
+				out = append(out, Alert{Time: now, Node: n.Name, Kind: AlertOrphan, key: fmt.Sprintf("orphan|%s|%d", n.Name, c.ID),
+					Text: fmt.Sprintf("conn %d is closed but holds %d buffers (%s)", c.ID, len(c.Buffers), probe.HumanBytes(c.Bytes))})
+			}
+			continue
+		}
+		live += c.Bytes
+	}
+	if n.Info.BoundBytes > live && len(tr.ended) > 0 {
+		last := tr.ended[len(tr.ended)-1]
+		out = append(out, Alert{Time: last.when, Node: n.Name, Kind: AlertBaseline, key: "baseline|" + n.Name,
+			Text: fmt.Sprintf("%s not returned after conn %d ended", probe.HumanBytes(n.Info.BoundBytes-live), last.id)})
+		reasons = append(reasons, "memory not returned")
+	} else if n.Info.BoundBytes == live {
+		tr.ended = nil // back to baseline
+	}
+	if orphan > 0 {
+		reasons = append(reasons, "buffers on a closed connection")
+	}
+	if len(reasons) > 0 {
+		n.State, n.Error = StateDegraded, strings.Join(reasons, "; ")
+	}
+	return out
+}
+
+// observe folds this poll's conditions into the active set: a new one
+// begins, one that holds keeps its start, and one that is gone ends and goes
+// to the event log with its duration. It returns the active conditions in
+// the order they began. Called with p.mu held.
+func (p *Poller) observe(conds []Alert, now time.Time) []Alert {
+	seen := map[string]bool{}
+	for _, c := range conds {
+		seen[c.key] = true
+		if old := p.conds[c.key]; old != nil {
+			old.Text = c.Text
+			continue
+		}
+		c.Active = true
+		p.conds[c.key] = &c
+		p.condSeq = append(p.condSeq, c.key)
+	}
+	var out []Alert
+	keep := p.condSeq[:0]
+	for _, k := range p.condSeq {
+		a := p.conds[k]
+		if !seen[k] {
+			ended := *a
+			ended.Active, ended.End = false, now
+			p.addLog(ended)
+			delete(p.conds, k)
+			continue
+		}
+		keep = append(keep, k)
+		out = append(out, *a)
+	}
+	p.condSeq = keep
+	return out
+}
+
+func (p *Poller) addLog(a Alert) {
+	p.log = append(p.log, a)
+	if len(p.log) > maxLog {
+		p.log = p.log[len(p.log)-maxLog:]
+	}
 }
 
 func (p *Poller) fetch(ctx context.Context, url string, after uint64, started time.Time) fetched {
@@ -357,13 +542,13 @@ func (p *Poller) update(tr *track, f fetched, now time.Time) {
 		}
 		n.State, n.Error = StateDown, errWords(f.err)
 		// Keep the last devices and history; the connections are unknown.
-		n.Conns = nil
+		n.Conns, n.Activity = nil, nil
 		return
 	}
 	if !tr.started.IsZero() && !f.info.Started.Equal(tr.started) {
 		// The worker restarted: its event log and ids start over.
 		tr.cursor, tr.ended = 0, nil
-		n.History = nil
+		n.History, n.Conns = nil, nil
 	}
 	tr.started = f.info.Started
 	// Connections that vanished since the last poll ended.
@@ -374,6 +559,8 @@ func (p *Poller) update(tr *track, f fetched, now time.Time) {
 			}
 		}
 	}
+	n.Activity = activity(n.Conns, f.conns, now.Sub(tr.prevAt))
+	tr.prevAt = now
 	n.State, n.Error, n.DownSince, n.Seen = StateUp, "", time.Time{}, true
 	n.Info, n.Conns = f.info, f.conns
 	if len(n.History) != len(f.info.Devices) {
@@ -391,24 +578,89 @@ func (p *Poller) update(tr *track, f fetched, now time.Time) {
 			continue
 		}
 		tr.cursor = e.Seq
-		var a Alert
-		switch {
-		case e.Kind == "disconnect" && (e.Reason == "dead-peer" || e.Reason == "idle"):
-			a = Alert{Kind: AlertReaped, Text: fmt.Sprintf("reaped conn %d (%s, %s): freed %d buffers, %s",
-				e.Conn, e.Peer, e.Reason, e.Buffers, probe.HumanBytes(e.Bytes))}
-		case e.Kind == "quota":
-			a = Alert{Kind: AlertQuota, Text: fmt.Sprintf("quota refused conn %d: %s", e.Conn, e.Detail)}
-		case e.Kind == "leaked":
-			a = Alert{Kind: AlertLeaked, Text: fmt.Sprintf("conn %d ended and kept %d buffers (%s)", e.Conn, e.Buffers, probe.HumanBytes(e.Bytes))}
-		default:
+		a, ok := eventAlert(e)
+		if !ok {
 			continue
 		}
 		a.Time, a.Node = e.Time, n.Name
-		p.events = append(p.events, a)
+		p.addLog(a)
 	}
-	if len(p.events) > maxEventAlerts {
-		p.events = p.events[len(p.events)-maxEventAlerts:]
+}
+
+// activity is each connection's rates from the counters of two polls dt
+// apart. A worker that does not count (all zero) has no rates.
+func activity(prev, cur []worker.ConnInfo, dt time.Duration) map[uint64]Activity {
+	out := map[uint64]Activity{}
+	for _, c := range cur {
+		i := slices.IndexFunc(prev, func(o worker.ConnInfo) bool { return o.ID == c.ID })
+		if i < 0 || dt <= 0 || c.Commands == 0 && c.BytesIn == 0 && c.BytesOut == 0 {
+			out[c.ID] = Activity{}
+			continue
+		}
+		o, s := prev[i], dt.Seconds()
+		rate := func(now, was uint64) float64 {
+			if now < was {
+				return 0
+			}
+			return float64(now-was) / s
+		}
+		out[c.ID] = Activity{Rated: true, CmdsPerSec: rate(c.Commands, o.Commands),
+			InPerSec: rate(c.BytesIn, o.BytesIn), OutPerSec: rate(c.BytesOut, o.BytesOut)}
 	}
+	return out
+}
+
+// eventAlert turns a worker event into an event log entry.
+func eventAlert(e worker.Event) (Alert, bool) {
+	freed := fmt.Sprintf("freed %s, %s", plural(e.Buffers, "buffer"), probe.HumanBytes(e.Bytes))
+	detail := ""
+	if e.Detail != "" {
+		detail = ": " + e.Detail
+	}
+	switch e.Kind {
+	case "connect":
+		return Alert{Kind: EventConnect, Info: true, Text: fmt.Sprintf("conn %d opened by %s", e.Conn, e.Peer)}, true
+	case "disconnect":
+		switch e.Reason {
+		case "dead-peer", "idle":
+			return Alert{Kind: AlertReaped, Text: fmt.Sprintf("reaped conn %d (%s, %s): freed %d buffers, %s",
+				e.Conn, e.Peer, e.Reason, e.Buffers, probe.HumanBytes(e.Bytes))}, true
+		case "violation":
+			v := e.Violation
+			if v == "" {
+				v = "protocol"
+			}
+			return Alert{Kind: AlertViolate, Text: fmt.Sprintf("conn %d dropped, %s violation%s; %s", e.Conn, v, detail, freed)}, true
+		case "compute-timeout":
+			return Alert{Kind: AlertTimeout, Text: fmt.Sprintf("conn %d closed: compute timed out%s; %s", e.Conn, detail, freed)}, true
+		}
+		reason := e.Reason
+		if reason == "" {
+			reason = "closed"
+		}
+		return Alert{Kind: EventDisconnect, Info: true, Text: fmt.Sprintf("conn %d ended (%s): %s", e.Conn, reason, freed)}, true
+	case "closed-by-operator":
+		return Alert{Kind: AlertClosed, Text: fmt.Sprintf("conn %d (%s) closed by an operator", e.Conn, e.Peer)}, true
+	case "quota":
+		return Alert{Kind: AlertQuota, Text: fmt.Sprintf("quota refused conn %d: %s", e.Conn, e.Detail)}, true
+	case "leaked":
+		return Alert{Kind: AlertLeaked, Text: fmt.Sprintf("conn %d ended and kept %d buffers (%s)", e.Conn, e.Buffers, probe.HumanBytes(e.Bytes))}, true
+	case "crashed":
+		return Alert{Kind: AlertCrashed, Text: fmt.Sprintf("conn %d: its compute process crashed%s; %s", e.Conn, detail, freed)}, true
+	case "unreleased":
+		return Alert{Kind: AlertUnfreed, Text: fmt.Sprintf("conn %d ended but %s was not given back%s", e.Conn, probe.HumanBytes(e.Bytes), detail)}, true
+	case "refused":
+		return Alert{Kind: AlertRefused, Text: fmt.Sprintf("refused %s%s", e.Peer, detail)}, true
+	case "shutdown":
+		return Alert{Kind: EventShutdown, Info: true, Text: fmt.Sprintf("worker shut down (freed %s in all)", probe.HumanBytes(e.Bytes))}, true
+	case "":
+		return Alert{}, false
+	}
+	text := string(e.Kind)
+	if e.Conn != 0 {
+		text += fmt.Sprintf(" conn %d", e.Conn)
+	}
+	return Alert{Kind: EventOther, Info: true, Text: text + detail}, true
 }
 
 // Close closes connection id on the named node through its admin API; the
@@ -427,7 +679,10 @@ func (p *Poller) Close(ctx context.Context, node string, id uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout+3*time.Second)
 	defer cancel()
-	return p.admin.Close(ctx, url, id)
+	if err := p.admin.Close(ctx, url, id); err != nil {
+		return fmt.Errorf("close conn %d on %s: %w", id, node, err)
+	}
+	return nil
 }
 
 func cloneNode(n Node) Node {
@@ -441,6 +696,13 @@ func cloneNode(n Node) Node {
 		h[i] = slices.Clone(n.History[i])
 	}
 	n.History = h
+	if n.Activity != nil {
+		a := make(map[uint64]Activity, len(n.Activity))
+		for k, v := range n.Activity {
+			a[k] = v
+		}
+		n.Activity = a
+	}
 	return n
 }
 

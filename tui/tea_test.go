@@ -2,6 +2,8 @@ package tui
 
 import (
 	"context"
+	"fmt"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -178,7 +180,7 @@ func TestTeaFrames(t *testing.T) {
 	tm.Send(keyMsg("up"))
 	tm.Send(keyMsg("tab"))
 	tm.Type("c")
-	v = waitView(t, r, "confirmation", has("close conn 1 (10.0.0.9:40001) on w1 and free its buffers? y/n"))
+	v = waitView(t, r, "confirmation", has("close conn 1 on w1? It is a client at 10.0.0.9:40001 holding 1.0 MiB", "y/n"))
 	checkFrame(t, "confirm", v, 80, 24)
 	tm.Type("y")
 	v = waitView(t, r, "closed", func(v string) bool {
@@ -212,4 +214,86 @@ func TestTeaFrames(t *testing.T) {
 	if fm.(*recorder).m.Snapshot().Nodes[1].State != StateDown {
 		t.Fatal("final model lost w2's state")
 	}
+}
+
+// TestTeaHead drives boxtop on a head over 8 real workers: the head strip,
+// LAYERS, the event log and 8 node names that stay distinct at 80 columns,
+// then 120x35 and 200x50, the close prompt naming the head's connection, a
+// degraded head (an alert that ends and keeps its duration) and an
+// unreachable one. The head is a stub serving /v1/cluster, /v1/models and
+// /metrics; its workers are real.
+func TestTeaHead(t *testing.T) {
+	var workers []map[string]any
+	var plan []map[string]any
+	for i := range 8 {
+		w := workertest.Start(t, worker.Config{})
+		c := workertest.Dial(t, w.Addr)
+		size := uint64(i+1) << 20
+		workertest.Alloc(t, c, size)
+		addr := fmt.Sprintf("gpu-worker-%02d.rack-a.example.net:50052", i+1)
+		workers = append(workers, map[string]any{"addr": addr, "admin": w.Admin, "state": "up", "layers": 2 + i%2,
+			"placed_bytes": size, "buffers": 1, "devices": []string{"RPC[" + addr + "]#0"}})
+		plan = append(plan, map[string]any{"addr": addr, "layers": 2 + i%2, "need_bytes": size + 512<<10})
+	}
+	clk := &stepClock{t: t0, step: 250 * time.Millisecond}
+	h := &stubHead{clk: clk, cl: map[string]any{"state": "ok", "local_layers": 0, "workers": workers, "plan": plan}}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	p := NewPoller(Config{Head: srv.URL, Timeout: time.Second, Now: clk.Now, Transform: func(s *Snapshot) {
+		normalise(s)
+		s.Head, s.HeadStats.URL = "http://10.0.0.1:8080", "http://10.0.0.1:8080"
+		s.HeadStats.Requests, s.HeadStats.Tokens = 96, 1920 // totals grow with the polls
+	}})
+	r := &recorder{m: New(p, testOptions())}
+	tm := teatest.NewTestModel(t, r, teatest.WithInitialTermSize(80, 24))
+	t.Cleanup(func() { tm.Quit() })
+
+	serving := func(v string) bool {
+		return strings.Contains(v, "40.0 tok/s") && strings.Contains(v, "8 nodes: 8 up") && strings.Count(v, "conn 1 opened") >= 6
+	}
+	v := waitView(t, r, "the head strip and 8 nodes", serving)
+	checkFrame(t, "head-80x24", v, 80, 24)
+	for i := range 8 {
+		if name := fmt.Sprintf("gpu-worker-%02d…", i+1); !strings.Contains(v, name) {
+			t.Errorf("80 columns: no distinct name %q", name)
+		}
+	}
+	if l := lineOf(v, "gpu-worker-03…"); !strings.Contains(l, " 3.0 MiB ") || !strings.Contains(l, " 2 ") {
+		t.Errorf("node 3's row lacks its bytes or layers: %q", l)
+	}
+
+	// The first node's connection is the head's: the prompt says so.
+	tm.Send(keyMsg("tab"))
+	tm.Type("c")
+	v = waitView(t, r, "close prompt", has("It is the live head's (box-demo, 2 layers,", "its requests fail", "y/n"))
+	checkFrame(t, "head-confirm", v, 80, 24)
+	tm.Type("n")
+	waitView(t, r, "cancelled", has("close cancelled"))
+
+	tm.Send(tea.WindowSizeMsg{Width: 120, Height: 35})
+	v = waitView(t, r, "120x35", func(v string) bool { return len(strings.Split(v, "\n")) == 35 && strings.Contains(v, "PLACED/NEEDED") })
+	checkFrame(t, "head-120x35", v, 120, 35)
+
+	// The head degrades, then recovers: the alert ends and keeps how long
+	// it lasted.
+	h.set(func(cl map[string]any) {
+		cl["state"], cl["error"] = "degraded", "worker gpu-worker-03.rack-a.example.net:50052: EOF"
+	})
+	waitView(t, r, "degraded", has("! 12:00:00 head"))
+	h.set(func(cl map[string]any) { cl["state"] = "ok"; delete(cl, "error") })
+	tm.Send(tea.WindowSizeMsg{Width: 200, Height: 50})
+	v = waitView(t, r, "200x50 with the ended alert", func(v string) bool {
+		return len(strings.Split(v, "\n")) == 50 && strings.Contains(v, "✓") && strings.Contains(v, "HEAD box-demo ok")
+	})
+	checkFrame(t, "head-200x50", v, 200, 50)
+
+	srv.Close()
+	tm.Send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	v = waitView(t, r, "head unreachable", func(v string) bool {
+		return len(strings.Split(v, "\n")) == 24 && strings.Contains(v, "HEAD unreachable since 12:00:00") &&
+			strings.Contains(v, "! 12:00:00 head")
+	})
+	checkFrame(t, "head-unreachable", v, 80, 24)
+	tm.Type("q")
+	tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second))
 }

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,8 +19,11 @@ var (
 	stHeader   = lipgloss.NewStyle().Faint(true)
 	stSelected = lipgloss.NewStyle().Reverse(true)
 	stBound    = lipgloss.NewStyle().Foreground(lipgloss.Color("205"))
-	stOthers   = lipgloss.NewStyle().Foreground(lipgloss.Color("214"))
-	stFree     = lipgloss.NewStyle().Foreground(lipgloss.Color("240"))
+	stOthers   = lipgloss.NewStyle().Foreground(lipgloss.Color("247")) // neutral: not an alert colour
+	stFree     = lipgloss.NewStyle().Foreground(lipgloss.Color("238"))
+	stInfo     = lipgloss.NewStyle().Faint(true)
+	stSortCol  = lipgloss.NewStyle().Bold(true).Underline(true)
+	stBanner   = lipgloss.NewStyle().Foreground(lipgloss.Color("12"))
 	stDown     = lipgloss.NewStyle().Foreground(lipgloss.Color("9")).Bold(true)
 	stDegraded = lipgloss.NewStyle().Foreground(lipgloss.Color("214")).Bold(true)
 	stUp       = lipgloss.NewStyle().Foreground(lipgloss.Color("10"))
@@ -111,26 +115,40 @@ func bar(d worker.DeviceInfo, w int) string {
 		stFree.Render(strings.Repeat(cellFree, w-u))
 }
 
-// spark draws the last w samples, scaled to their maximum.
-func spark(h []uint64, w int) string {
+// spark draws history in w cells, scaled to the device's total memory (so
+// a few MiB of a large device stays low). With more samples than cells,
+// each cell shows the largest of its samples. Zero draws as "·", nothing
+// known as blank.
+func spark(h []uint64, w int, total uint64) string {
 	if w <= 0 {
 		return ""
 	}
-	if len(h) > w {
-		h = h[len(h)-w:]
+	per := (len(h) + w - 1) / max(w, 1)
+	per = max(per, 1)
+	var cells []uint64
+	for i := len(h); i > 0 && len(cells) < w; i -= per {
+		var v uint64
+		for _, x := range h[max(0, i-per):i] {
+			v = max(v, x)
+		}
+		cells = append(cells, v)
 	}
-	var hi uint64
-	for _, v := range h {
-		hi = max(hi, v)
+	slices.Reverse(cells)
+	var hi uint64 = total
+	if hi == 0 {
+		for _, v := range cells {
+			hi = max(hi, v)
+		}
 	}
 	var sb strings.Builder
-	sb.WriteString(strings.Repeat(" ", w-len(h)))
-	for _, v := range h {
-		i := 0
-		if hi > 0 {
-			i = int(float64(v) / float64(hi) * float64(len(sparks)-1))
+	sb.WriteString(strings.Repeat(" ", w-len(cells)))
+	for _, v := range cells {
+		if v == 0 || hi == 0 {
+			sb.WriteString("·")
+			continue
 		}
-		sb.WriteRune(sparks[i])
+		i := int(float64(v) / float64(hi) * float64(len(sparks)))
+		sb.WriteRune(sparks[clamp(i, 0, len(sparks)-1)])
 	}
 	return sb.String()
 }
@@ -219,7 +237,11 @@ func (m *Model) View() string {
 	if m.showHelp {
 		return m.helpView(w)
 	}
-	head := m.headerLine(w)
+	top := []string{m.headerLine(w)}
+	top = append(top, m.headStrip(w)...)
+	if !m.opt.Once {
+		top = append(top, m.bannerLines(w)...)
+	}
 	nodes := m.nodesSection(w)
 	var secs []section
 	if m.opt.Once {
@@ -232,7 +254,7 @@ func (m *Model) View() string {
 		}
 		secs = []section{nodes, mid}
 	}
-	secs = append(secs, m.alertsSection(w))
+	secs = append(secs, m.eventsSection(w))
 	focusOf := func(i int) bool {
 		if m.opt.Once {
 			return false
@@ -240,19 +262,20 @@ func (m *Model) View() string {
 		return pane(i) == m.focus
 	}
 
-	lines := []string{head}
+	lines := top
 	if m.height <= 0 || m.opt.Once {
 		for i, s := range secs {
 			lines = append(lines, s.render(w, -1, focusOf(i), m.opt.Once)...)
 		}
 		if !m.opt.Once {
-			lines = append(lines, m.footer(w))
+			lines = append(lines, m.footerLines(w)...)
 		}
 		return strings.Join(lines, "\n")
 	}
+	foot := m.footerLines(w)
 	// Fit the panes into the height: each gets its title (and header) and
 	// one row, then rows go round-robin to the panes that want more.
-	avail := m.height - 2
+	avail := m.height - len(top) - len(foot)
 	alloc := make([]int, len(secs))
 	for i, s := range secs {
 		avail -= s.overhead()
@@ -277,13 +300,15 @@ func (m *Model) View() string {
 	for i, s := range secs {
 		lines = append(lines, s.render(w, alloc[i], focusOf(i), false)...)
 	}
-	for len(lines) < m.height-1 {
+	body := max(0, m.height-len(foot))
+	for len(lines) < body {
 		lines = append(lines, "")
 	}
-	if len(lines) > m.height-1 {
-		lines = lines[:max(0, m.height-1)]
+	lines = lines[:body]
+	lines = append(lines, foot...)
+	if len(lines) > m.height {
+		lines = lines[len(lines)-m.height:]
 	}
-	lines = append(lines, m.footer(w))
 	return strings.Join(lines, "\n")
 }
 
@@ -307,7 +332,7 @@ func (m *Model) headerLine(w int) string {
 			bound += n.Info.BoundBytes
 		}
 	}
-	parts := []string{fmt.Sprintf("%d nodes: %d up", len(m.snap.Nodes), up)}
+	parts := []string{fmt.Sprintf("%s: %d up", plural(len(m.snap.Nodes), "node"), up)}
 	if down > 0 {
 		parts[0] += fmt.Sprintf(", %s", stDown.Render(fmt.Sprintf("%d down", down)))
 	}
@@ -315,7 +340,7 @@ func (m *Model) headerLine(w int) string {
 		parts[0] += fmt.Sprintf(", %s", stDegraded.Render(fmt.Sprintf("%d degraded", degraded)))
 	}
 	parts = append(parts, probe.HumanBytes(bound)+" bound", plural(conns, "conn"))
-	if m.snap.Head != "" {
+	if m.snap.Head != "" && m.snap.HeadStats == nil {
 		h := "head " + m.snap.HeadState
 		if m.snap.HeadError != "" {
 			h = stDown.Render("head unreachable")
@@ -334,47 +359,226 @@ func (m *Model) headerLine(w int) string {
 	return left + strings.Repeat(" ", gap) + right
 }
 
+func headStateStyle(s string) lipgloss.Style {
+	switch s {
+	case "ok":
+		return stUp
+	case "degraded", "error":
+		return stDown
+	}
+	return stDegraded
+}
+
+func rate(v float64, unit string) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f %s", v, unit)
+	case v >= 10:
+		return fmt.Sprintf("%.1f %s", v, unit)
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
+}
+
+// ms formats a latency: 85ms, 1.24s.
+func ms(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// headStrip is the head's serving line: model, state, tokens/s, requests/s,
+// slots, queue and TTFT (and totals on wide screens).
+func (m *Model) headStrip(w int) []string {
+	hs := m.snap.HeadStats
+	if hs == nil || !m.have {
+		return nil
+	}
+	label := stTitle.Render("HEAD") + " "
+	if !hs.Reachable {
+		line := label + stDown.Render("unreachable since "+m.clock(hs.Since)) + ": " + hs.Error
+		if hs.Model != "" {
+			line += " · was serving " + hs.Model
+		}
+		return []string{pad(line, w)}
+	}
+	state := hs.State
+	if state == "" {
+		state = "?"
+	}
+	tok, req := "- tok/s", "- req/s"
+	if hs.Rated {
+		tok, req = rate(hs.TokensPerSec, "tok/s"), rate(hs.RequestsPerSec, "req/s")
+	}
+	slots := fmt.Sprintf("slots %d/%d", hs.SlotsBusy, hs.SlotsTotal)
+	if hs.SlotsTotal == 0 {
+		slots = fmt.Sprintf("%d busy", hs.SlotsBusy)
+	}
+	ttft := "TTFT p50 -"
+	if hs.TTFT > 0 {
+		ttft = "TTFT p50 " + ms(hs.TTFT)
+	}
+	rest := []string{tok, req, slots, fmt.Sprintf("queue %d", hs.Queue), ttft}
+	if w >= 120 {
+		rest = append(rest, fmt.Sprintf("%d requests, %d tokens", hs.Requests, hs.Tokens))
+	}
+	if w >= 160 {
+		rest = append(rest, plural(hs.LocalLayers, "layer")+" on the head")
+	}
+	tail := " " + headStateStyle(hs.State).Render(state) + " · " + strings.Join(rest, " · ")
+	if hs.State != "ok" && hs.Error != "" {
+		tail += " · " + hs.Error
+	}
+	model := hs.Model
+	if model == "" {
+		model = "(no model)"
+	}
+	room := w - lipgloss.Width(label) - lipgloss.Width(tail)
+	if room < lipgloss.Width(model) {
+		model = pad(model, max(room, 8))
+	}
+	line := label + model + tail
+	if w >= 160 {
+		right := hs.URL
+		if gap := w - lipgloss.Width(line) - lipgloss.Width(right); gap >= 2 {
+			line += strings.Repeat(" ", gap) + stHeader.Render(right)
+		}
+	}
+	return []string{pad(line, w)}
+}
+
+// bannerLines are Options.Banner, wrapped to the width.
+func (m *Model) bannerLines(w int) []string {
+	var out []string
+	for _, b := range m.opt.Banner {
+		for _, l := range strings.Split(ansi.Wrap(b, w-2, " /&?"), "\n") {
+			out = append(out, pad(stBanner.Render("  "+l), w))
+		}
+	}
+	return out
+}
+
+// displayNames maps node names to what fits the node column at width w.
+func (m *Model) displayNames(nameCap int) map[string]string {
+	names := make([]string, len(m.snap.Nodes))
+	for i, n := range m.snap.Nodes {
+		names[i] = n.Name
+	}
+	short := shortNames(names, nameCap)
+	out := map[string]string{}
+	for i, n := range names {
+		out[n] = short[i]
+	}
+	return out
+}
+
+func (m *Model) name(n string, w int) string {
+	if s, ok := m.displayNames(w)[n]; ok {
+		return s
+	}
+	return n
+}
+
 // Nodes pane columns.
 const (
-	colDev   = 6
-	colBytes = 9
-	colConn  = 4
-	colState = 8
-	colHist  = 8
+	colDev    = 5
+	colBytes  = 8
+	colConn   = 4
+	colState  = 8
+	colLayers = 6
+	colPlaced = 17
+	minBar    = 6
 )
 
-func (m *Model) nodeWidth(w int) int {
-	nw := 4
-	for _, n := range m.snap.Nodes {
-		nw = max(nw, lipgloss.Width(n.Name))
+type nodeLayout struct {
+	nw, bar, hist  int
+	layers, placed bool
+}
+
+func (m *Model) nodeLayout(w int) nodeLayout {
+	l := nodeLayout{layers: m.snap.HeadStats != nil}
+	l.placed = l.layers && w >= 110
+	l.hist = clamp((w-60)/4, 8, 36)
+	fixed := 2 + 1 + colDev + 1 + 1 + colBytes + 1 + colBytes + 1 + colConn + 1 + colState + 1 + l.hist
+	if l.layers {
+		fixed += 1 + colLayers
 	}
-	limit := 10
-	if w >= 100 {
-		limit = 24
+	if l.placed {
+		fixed += 1 + colPlaced
 	}
-	return min(nw, limit)
+	nameCap := max(6, w-fixed-minBar)
+	l.nw = 5 // "NODE" and a sort mark
+	for _, s := range m.displayNames(nameCap) {
+		l.nw = max(l.nw, lipgloss.Width(s))
+	}
+	l.nw = min(l.nw, nameCap)
+	l.bar = max(3, w-fixed-l.nw)
+	return l
+}
+
+// nodeNameCap is the width the node names get (for other panes, so a
+// node reads the same everywhere).
+func (m *Model) nodeNameCap(w int) int { return m.nodeLayout(w).nw }
+
+// sortHead renders a column label, marked and highlighted when the pane is
+// sorted by it: ▼ largest first, ▲ smallest (or the given order) first.
+func sortHead(label string, sorted, desc bool, w int, right bool) string {
+	if sorted {
+		if desc {
+			label += "▼"
+		} else {
+			label += "▲"
+		}
+	}
+	var cell string
+	if right {
+		cell = rpad(label, w)
+	} else {
+		cell = pad(label, w)
+	}
+	if sorted {
+		return stSortCol.Render(cell)
+	}
+	return stHeader.Render(cell)
 }
 
 func (m *Model) nodesSection(w int) section {
-	nw := m.nodeWidth(w)
-	hist := colHist
-	barW := w - (2 + nw + 1 + colDev + 1 + 1 + colBytes + 1 + colBytes + 1 + colConn + 1 + colState + 1 + hist)
-	if barW < 8 {
-		hist = 0
-		barW = w - (2 + nw + 1 + colDev + 1 + 1 + colBytes + 1 + colBytes + 1 + colConn + 1 + colState)
-	}
-	barW = max(barW, 3)
+	l := m.nodeLayout(w)
+	names := m.displayNames(l.nw)
 	legend := cellBound + "box " + cellOthers + "other " + cellFree + "free"
-	if barW < lipgloss.Width(legend) {
+	if l.bar < lipgloss.Width(legend) {
 		legend = "MEMORY"
 	}
-	header := "  " + pad("NODE", nw) + " " + pad("DEV", colDev) + " " + pad(legend, barW) + " " + rpad("BOUND", colBytes) +
-		" " + rpad("FREE", colBytes) + " " + rpad("CONN", colConn) + " " + pad("STATE", colState)
-	if hist > 0 {
-		header += " " + pad("HISTORY", hist)
+	by := nodeSorts[m.nodeSort]
+	desc := by != "name"
+	if m.nodeRev {
+		desc = !desc
 	}
+	sp := stHeader.Render(" ")
+	header := stHeader.Render("  ") + sortHead("NODE", by == "name", desc, l.nw, false) + sp + stHeader.Render(pad("DEV", colDev)) + sp +
+		stHeader.Render(pad(legend, l.bar)) + sp + sortHead("BOUND", by == "bound", desc, colBytes, true) + sp +
+		sortHead("FREE", by == "free", desc, colBytes, true)
+	if l.layers {
+		header += sp + sortHead("LAYERS", by == "layers", desc, colLayers, true)
+	}
+	if l.placed {
+		header += sp + stHeader.Render(rpad("PLACED/NEEDED", colPlaced))
+	}
+	span := 0
+	for _, n := range m.snap.Nodes {
+		for _, h := range n.History {
+			span = max(span, len(h))
+		}
+	}
+	// The label says the window the samples cover, once it is worth saying.
+	histLabel := "HISTORY"
+	if win := time.Duration(span) * m.opt.Interval; !m.opt.Once && win >= 2*time.Second {
+		histLabel = "HIST " + age(win)
+	}
+	header += sp + stHeader.Render(rpad("CONN", colConn)) + sp + stHeader.Render(pad("STATE", colState)) + sp +
+		stHeader.Render(pad(histLabel, l.hist))
 	rows := m.nodeRows()
-	s := section{title: fmt.Sprintf("NODES (%s)", nodeSorts[m.nodeSort]), header: header, sel: -1, empty: "no nodes"}
+	s := section{title: "NODES", header: header, sel: -1, empty: "no nodes"}
 	if m.filter != "" && len(rows) == 0 {
 		s.empty = "no node matches the filter"
 	}
@@ -389,25 +593,54 @@ func (m *Model) nodesSection(w int) section {
 			d = n.Info.Devices[r.dev]
 			devName = d.Name
 		}
-		line := "  " + pad(n.Name, nw) + " " + pad(devName, colDev) + " "
+		name := names[n.Name]
+		if r.dev > 0 {
+			name = "" // a node's further devices
+		}
+		line := "  " + pad(name, l.nw) + " " + pad(devName, colDev) + " "
 		state := stateStyle(n.State).Render(pad(n.State, colState))
 		if n.State == StateDown {
 			msg := "down since " + m.clock(n.DownSince)
 			if n.Error != "" {
 				msg += ": " + n.Error
 			}
-			line += stDown.Render(pad(msg, barW+1+colBytes+1+colBytes)) + " " + rpad("-", colConn) + " " + state
+			line += stDown.Render(pad(msg, l.bar+1+colBytes+1+colBytes))
 		} else {
-			line += bar(d, barW) + " " + rpad(probe.HumanBytes(d.BoundBytes), colBytes) + " " +
-				rpad(probe.HumanBytes(d.MemoryFree), colBytes) + " " + rpad(fmt.Sprint(len(n.Conns)), colConn) + " " + state
+			line += bar(d, l.bar) + " " + rpad(probe.HumanBytes(d.BoundBytes), colBytes) + " " +
+				rpad(probe.HumanBytes(d.MemoryFree), colBytes)
 		}
-		if hist > 0 {
-			var h []uint64
-			if r.dev >= 0 && r.dev < len(n.History) {
-				h = n.History[r.dev]
+		first := r.dev <= 0
+		if l.layers {
+			cell := "-"
+			if n.InHead && first {
+				cell = fmt.Sprint(n.Layers)
+			} else if !first {
+				cell = ""
 			}
-			line += " " + spark(h, hist)
+			line += " " + rpad(cell, colLayers)
 		}
+		if l.placed {
+			cell := "-"
+			switch {
+			case !first:
+				cell = ""
+			case n.InHead && n.Need > 0:
+				cell = probe.HumanBytes(n.Placed) + "/" + probe.HumanBytes(n.Need)
+			case n.InHead:
+				cell = probe.HumanBytes(n.Placed)
+			}
+			line += " " + rpad(cell, colPlaced)
+		}
+		conns := fmt.Sprint(len(n.Conns))
+		if n.State == StateDown {
+			conns = "-"
+		}
+		line += " " + rpad(conns, colConn) + " " + state
+		var h []uint64
+		if r.dev >= 0 && r.dev < len(n.History) {
+			h = n.History[r.dev]
+		}
+		line += " " + spark(h, l.hist, d.MemoryTotal)
 		s.rows = append(s.rows, line)
 	}
 	return s
@@ -419,40 +652,159 @@ const (
 	colAge    = 6
 	colCState = 9
 	colBufs   = 4
+	colRate   = 5
+	colPID    = 7
+	colNow    = 14
+	minPeer   = 15
+	maxPeer   = 32
 )
 
-func (m *Model) connHeader(w int) (string, int) {
-	peerW := w - (2 + colID + 1 + 1 + colAge + 1 + colAge + 1 + colCState + 1 + colBytes + 1 + colBufs)
-	peerW = max(peerW, 8)
-	return "  " + rpad("ID", colID) + " " + pad("PEER", peerW) + " " + rpad("AGE", colAge) + " " + rpad("IDLE", colAge) +
-		" " + pad("STATE", colCState) + " " + rpad("BYTES", colBytes) + " " + rpad("BUFS", colBufs), peerW
+// shortBytes is a byte count in at most 5 cells: 0, 512, 12K, 1.2M, 3.4G.
+func shortBytes(v float64) string {
+	units := []string{"", "K", "M", "G", "T"}
+	i := 0
+	for v >= 1000 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	switch {
+	case i == 0:
+		return fmt.Sprintf("%.0f", v)
+	case v < 10:
+		return fmt.Sprintf("%.1f%s", v, units[i])
+	}
+	return fmt.Sprintf("%.0f%s", v, units[i])
 }
 
-func (m *Model) connLines(n *Node, conns []worker.ConnInfo, peerW int) []string {
+func cmdRate(v float64) string {
+	if v >= 10 || v == 0 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+type connLayout struct {
+	peer      int
+	wide, now bool // IDLE, PID, IN and OUT totals; NOW (the running command)
+}
+
+func (m *Model) connLayout(w int) connLayout {
+	l := connLayout{wide: w >= 120, now: w >= 160}
+	fixed := 2 + colID + 1 + 1 + colAge + 1 + colCState + 1 + colBytes + 1 + colBufs + 3*(1+colRate)
+	if l.wide {
+		fixed += 1 + colAge + 1 + colPID + 2*(1+colBytes)
+	}
+	if l.now {
+		fixed += 1 + colNow
+	}
+	l.peer = max(w-fixed, minPeer)
+	if l.wide {
+		l.peer = min(l.peer, maxPeer)
+	}
+	return l
+}
+
+func (m *Model) connHeader(w int) (string, connLayout) {
+	l := m.connLayout(w)
+	by := connSorts[m.connSort]
+	desc := by == "bytes" || by == "cmds"
+	if m.connRev {
+		desc = !desc
+	}
+	sp := stHeader.Render(" ")
+	h := stHeader.Render("  ") + sortHead("ID", by == "id", desc, colID, true) + sp + stHeader.Render(pad("PEER", l.peer)) + sp +
+		sortHead("AGE", by == "age", !desc, colAge, true)
+	if l.wide {
+		h += sp + stHeader.Render(rpad("IDLE", colAge))
+	}
+	h += sp + stHeader.Render(pad("STATE", colCState))
+	if l.wide {
+		h += sp + stHeader.Render(rpad("PID", colPID))
+	}
+	h += sp + sortHead("BYTES", by == "bytes", desc, colBytes, true) + sp + stHeader.Render(rpad("BUFS", colBufs)) + sp +
+		sortHead("CMD/s", by == "cmds", desc, colRate, true) + sp + stHeader.Render(rpad("IN/s", colRate)) + sp +
+		stHeader.Render(rpad("OUT/s", colRate))
+	if l.wide {
+		h += sp + stHeader.Render(rpad("IN", colBytes)) + sp + stHeader.Render(rpad("OUT", colBytes))
+	}
+	if l.now {
+		h += sp + stHeader.Render(pad("NOW", colNow))
+	}
+	return h, l
+}
+
+func (m *Model) connLines(n *Node, conns []worker.ConnInfo, l connLayout) []string {
 	now := m.now()
 	var out []string
 	for _, c := range conns {
-		st := pad(c.State, colCState)
+		st := pad(string(c.State), colCState)
 		if c.State == "closed" {
 			st = stDown.Render(st)
 		}
-		out = append(out, "  "+rpad(fmt.Sprint(c.ID), colID)+" "+pad(c.Peer, peerW)+" "+rpad(age(now.Sub(c.Since)), colAge)+" "+
-			rpad(age(now.Sub(c.LastActivity)), colAge)+" "+st+" "+rpad(probe.HumanBytes(c.Bytes), colBytes)+" "+
-			rpad(fmt.Sprint(len(c.Buffers)), colBufs))
+		peer := c.Peer
+		if c.ID == n.HeadConn && c.ID != 0 {
+			peer = "head " + peer
+		}
+		act := n.Activity[c.ID]
+		cmds, in, outb := "-", "-", "-"
+		if act.Rated {
+			cmds, in, outb = cmdRate(act.CmdsPerSec), shortBytes(act.InPerSec), shortBytes(act.OutPerSec)
+		}
+		line := "  " + rpad(fmt.Sprint(c.ID), colID) + " " + pad(peer, l.peer) + " " + rpad(age(now.Sub(c.Since)), colAge)
+		if l.wide {
+			line += " " + rpad(age(now.Sub(c.LastActivity)), colAge)
+		}
+		line += " " + st
+		if l.wide {
+			pid := "-"
+			if c.PID != 0 {
+				pid = fmt.Sprint(c.PID)
+			}
+			line += " " + rpad(pid, colPID)
+		}
+		line += " " + rpad(probe.HumanBytes(c.Bytes), colBytes) + " " + rpad(fmt.Sprint(len(c.Buffers)), colBufs) + " " +
+			rpad(cmds, colRate) + " " + rpad(in, colRate) + " " + rpad(outb, colRate)
+		if l.wide {
+			tin, tout := "-", "-"
+			if c.Commands > 0 || c.BytesIn > 0 || c.BytesOut > 0 {
+				tin, tout = probe.HumanBytes(c.BytesIn), probe.HumanBytes(c.BytesOut)
+			}
+			line += " " + rpad(tin, colBytes) + " " + rpad(tout, colBytes)
+		}
+		if l.now {
+			cmd := c.Command
+			if cmd == "" {
+				cmd = "-"
+			}
+			line += " " + pad(cmd, colNow)
+		}
+		out = append(out, line)
 	}
 	return out
 }
 
+// headPart is what the head says of a node, for the connections title.
+func headPart(n *Node) string {
+	if !n.InHead {
+		return ""
+	}
+	s := " · " + plural(n.Layers, "layer") + " · placed " + probe.HumanBytes(n.Placed)
+	if n.Need > 0 {
+		s += " of " + probe.HumanBytes(n.Need)
+	}
+	return s
+}
+
 func (m *Model) connsSection(w int) section {
 	n := m.selectedNode()
-	header, peerW := m.connHeader(w)
+	header, l := m.connHeader(w)
 	s := section{title: "CONNECTIONS", header: header, sel: -1, empty: "no connections"}
 	if n == nil {
 		s.empty = "no node selected"
 		return s
 	}
 	rows := m.connRows(n)
-	s.title = fmt.Sprintf("CONNECTIONS · %s (%d, %s)", n.Name, len(rows), connSorts[m.connSort])
+	s.title = fmt.Sprintf("CONNECTIONS · %s (%d)", m.name(n.Name, m.nodeNameCap(w)), len(rows)) + headPart(n)
 	switch {
 	case n.State == StateDown:
 		s.empty = "node down: connections unknown"
@@ -462,12 +814,13 @@ func (m *Model) connsSection(w int) section {
 	if len(rows) > 0 {
 		s.sel = m.connIndex(rows)
 	}
-	s.rows = m.connLines(n, rows, peerW)
+	s.rows = m.connLines(n, rows, l)
 	return s
 }
 
 func (m *Model) onceConnSections(w int) []section {
-	header, peerW := m.connHeader(w)
+	header, l := m.connHeader(w)
+	nc := m.nodeNameCap(w)
 	var out []section
 	for i := range m.snap.Nodes {
 		n := &m.snap.Nodes[i]
@@ -475,8 +828,8 @@ func (m *Model) onceConnSections(w int) []section {
 			continue
 		}
 		rows := m.connRows(n)
-		out = append(out, section{title: fmt.Sprintf("CONNECTIONS · %s (%d)", n.Name, len(rows)), header: header,
-			rows: m.connLines(n, rows, peerW), sel: -1})
+		out = append(out, section{title: fmt.Sprintf("CONNECTIONS · %s (%d)", m.name(n.Name, nc), len(rows)) + headPart(n),
+			header: header, rows: m.connLines(n, rows, l), sel: -1})
 	}
 	if len(out) == 0 {
 		out = append(out, section{title: "CONNECTIONS", empty: "no connections", sel: -1})
@@ -490,7 +843,7 @@ func (m *Model) bindingSection(w int) section {
 	if n == nil || c == nil {
 		return s
 	}
-	s.title = fmt.Sprintf("BINDINGS · %s conn %d · %s · %s · %d buffers, %s", n.Name, c.ID, c.Peer, c.State,
+	s.title = fmt.Sprintf("BINDINGS · %s conn %d · %s · %s · %d buffers, %s", m.name(n.Name, m.nodeNameCap(w)), c.ID, c.Peer, c.State,
 		len(c.Buffers), probe.HumanBytes(c.Bytes))
 	s.header = "  " + rpad("BUF", 6) + "  " + pad("DEVICE", 12) + " " + rpad("SIZE", colBytes) + " " + rpad("AGE", colAge) + "  CREATED"
 	now := m.now()
@@ -501,61 +854,106 @@ func (m *Model) bindingSection(w int) section {
 	return s
 }
 
-func (m *Model) alertsSection(w int) section {
+// eventsSection is the alerts and the event log: active alerts (!) first,
+// then the log newest first: alerts that ended (✓, with how long they
+// lasted), alert events (·) and routine events.
+func (m *Model) eventsSection(w int) section {
 	rows := m.alertRows()
-	s := section{title: fmt.Sprintf("ALERTS (%d)", len(rows)), sel: -1, empty: "none"}
+	var active int
+	for _, a := range rows {
+		if a.Active {
+			active++
+		}
+	}
+	title := fmt.Sprintf("EVENTS (%d)", len(rows))
+	if active > 0 {
+		title += " · " + plural(active, "active alert")
+	}
+	if m.alertsOnly {
+		title += " · alerts only"
+	}
+	s := section{title: title, sel: -1, empty: "none"}
 	if len(rows) > 0 && !m.opt.Once {
 		s.sel = m.selAlert
 	}
-	nw := m.nodeWidth(w)
+	nc := m.nodeNameCap(w)
+	names := m.displayNames(nc)
+	nw := 4
 	for _, a := range rows {
-		mark := "·"
-		if a.Active {
-			mark = "!"
+		nm := a.Node
+		if d, ok := names[nm]; ok {
+			nm = d
 		}
-		line := "  " + mark + " " + m.clock(a.Time) + " " + pad(a.Node, nw) + " " + a.Text
-		if a.Active {
-			line = stAlert.Render(line)
+		nw = max(nw, lipgloss.Width(nm))
+	}
+	nw = min(nw, nc)
+	now := m.now()
+	for _, a := range rows {
+		nm := a.Node
+		if d, ok := names[nm]; ok {
+			nm = d
 		}
-		s.rows = append(s.rows, line)
+		mark, text, st := "·", a.Text, lipgloss.NewStyle()
+		switch {
+		case a.Active:
+			mark, st = "!", stAlert
+			if d := now.Sub(a.Time); d >= time.Second {
+				text += " · for " + age(d)
+			}
+		case !a.End.IsZero():
+			mark, st = "✓", stInfo
+			text += " · ended after " + age(a.Lasted())
+		case a.Info:
+			mark, st = " ", stInfo
+		}
+		s.rows = append(s.rows, st.Render("  "+mark+" "+m.clock(a.Time)+" "+pad(nm, nw)+" "+text))
 	}
 	return s
 }
 
-func (m *Model) footer(w int) string {
+// footerLines is the key help, a message, the filter input or the close
+// prompt (which may take more than one line).
+func (m *Model) footerLines(w int) []string {
 	switch {
 	case m.confirm != nil:
 		c := m.confirm
-		return pad(stDegraded.Render(fmt.Sprintf("close conn %d (%s) on %s and free its buffers? y/n", c.id, c.peer, c.node)), w)
+		q := fmt.Sprintf("close conn %d on %s? It is %s. Free its buffers? y/n", c.id,
+			m.name(c.node, m.nodeNameCap(w)), c.what)
+		var out []string
+		for _, l := range strings.Split(ansi.Wrap(q, w, " "), "\n") {
+			out = append(out, pad(stDegraded.Render(l), w))
+		}
+		return out
 	case m.filtering:
-		return pad("/"+m.filter+"█  enter apply · esc clear", w)
+		return []string{pad("/"+m.filter+"█  enter apply · esc clear", w)}
 	case m.status != "":
-		return pad(stStatus.Render(m.status), w)
+		return []string{pad(stStatus.Render(m.status), w)}
 	}
 	m.help.Width = w
-	return pad(m.help.ShortHelpView(m.keys.ShortHelp()), w)
+	return []string{pad(m.help.ShortHelpView(m.keys.ShortHelp()), w)}
 }
 
 func (m *Model) helpView(w int) string {
 	lines := []string{
-		stTitle.Render("boxtop") + " — box workers' memory, connections and bindings",
+		stTitle.Render("boxtop") + " — box workers' memory, connections and bindings, and the head",
 		"",
 		"  ↑/k ↓/j      move in the focused pane",
-		"  tab          next pane (nodes → connections → alerts); shift+tab back",
+		"  tab          next pane (nodes → connections → events); shift+tab back",
 		"  enter        nodes: go to the node's connections; connections: its buffers",
 		"  esc          leave the buffers view, clear the filter",
-		"  /            filter every pane (node, device, peer, state, alert text)",
-		"  s            sort the focused pane (nodes: name, bound, free;",
-		"               connections: id, bytes, age)",
+		"  /            filter every pane (node, device, peer, state, event text)",
+		"  s / S        sort the focused pane by the next column / reverse it",
+		"               (nodes: name, bound, free, layers; conns: id, bytes, age, cmd/s)",
+		"  e            events pane: alerts only, or every event",
 		"  c            close the selected connection (asks y/n); the worker",
 		"               frees its buffers before it answers",
-		"  r            refresh now",
-		"  ?            this help",
-		"  q            quit",
+		"  r            refresh now · ? this help · q quit",
 		"",
 		"  Memory bars: " + cellBound + " bound by box  " + cellOthers + " used by others  " + cellFree + " free",
+		"  HIST: bound bytes over the window shown, scaled to the device's total",
 		"  States: up · down (admin API unreachable) · degraded (the head lost it,",
 		"  or memory is still bound after its connection ended)",
+		"  Events: ! an active alert, ✓ an alert that ended, · an alert event",
 		"",
 		"  press ? or esc to go back",
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker"
@@ -135,15 +136,35 @@ func TestLyingWorker(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := workertest.Start(t, worker.Config{})
+			// Only the CPU: an in-process worker would otherwise also
+			// expose the remote devices this process's heads registered.
+			w := workertest.Start(t, worker.Config{Devices: []string{"CPU"}})
 			l := startLiar(t, w.Addr, tc.cmd, tc.rewrite)
 			ts := startNoWait(t, Config{Workers: eps(l.addr()), NoLocal: true, Reconnect: true})
 
 			// Degraded, naming the worker and the lie; requests get 503.
-			waitFor(t, func() bool {
+			var last string
+			deadline := time.Now().Add(10 * time.Second)
+			for {
 				code, body := get(t, ts.url+"/health")
-				return code == 503 && strings.Contains(body, "degraded") && strings.Contains(body, l.addr()) && strings.Contains(body, tc.want)
-			})
+				if code == 503 && strings.Contains(body, "degraded") && strings.Contains(body, l.addr()) && strings.Contains(body, tc.want) {
+					break
+				}
+				if body != last {
+					t.Logf("health %d: %s", code, strings.TrimSpace(body))
+					last = body
+				}
+				select {
+				case err := <-ts.done:
+					ts.done <- err
+					t.Fatalf("the head stopped: %v", err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not degraded with %q in 10s", tc.want)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			status, _, _, msg := postErrMsg(t, ts.url+"/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"hi"}]}`)
 			if status != 503 || !strings.Contains(msg, l.addr()) {
 				t.Fatalf("request while the worker lies: status %d, %q", status, msg)

@@ -120,9 +120,13 @@ func (c *Cluster) Close() {
 	}
 }
 
-// Reconnect dials every node again; all must answer.
+// Reconnect dials every failed (or closed) node again; all must answer.
+// Nodes that are up keep their connection.
 func (c *Cluster) Reconnect(ctx context.Context) error {
 	for i, n := range c.nodes {
+		if n.Err() == nil {
+			continue
+		}
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := n.Reconnect(dctx)
 		cancel()
@@ -136,7 +140,16 @@ func (c *Cluster) Reconnect(ctx context.Context) error {
 	return nil
 }
 
-// Heartbeat keeps every node under watch until ctx ends.
+// SetTimeout gives every command on every node one fixed deadline
+// (--rpc-timeout); 0 means deadlines derived from the work.
+func (c *Cluster) SetTimeout(d time.Duration) {
+	for _, n := range c.nodes {
+		n.SetTimeout(d)
+	}
+}
+
+// Heartbeat keeps every node under watch until ctx ends, and returns when
+// every node's watcher has.
 func (c *Cluster) Heartbeat(ctx context.Context, every time.Duration) {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {

@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestAnswerChecks(t *testing.T) {
@@ -35,5 +36,41 @@ func TestAnswerChecks(t *testing.T) {
 				t.Fatalf("bad answer %v, want %v (%v)", got, tc.bad, tc.err)
 			}
 		})
+	}
+}
+
+func TestComputeBudget(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		seen []time.Duration
+		want time.Duration
+	}{
+		{"no history: the ceiling", nil, computeCeiling},
+		{"fast computes: the floor", []time.Duration{ms, 2 * ms, 3 * ms}, computeFloor},
+		{"slow computes: a multiple of the median", []time.Duration{2 * time.Second, 3 * time.Second, 100 * time.Second}, computeMult * 3 * time.Second},
+		{"very slow: the ceiling", []time.Duration{time.Minute}, computeCeiling},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var c computeTimes
+			for _, d := range tc.seen {
+				c.observe(d)
+			}
+			if got := c.budget(); got != tc.want {
+				t.Fatalf("budget %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// The ring keeps the most recent computeHistory durations.
+	var c computeTimes
+	for i := 0; i < computeHistory; i++ {
+		c.observe(time.Hour)
+	}
+	for i := 0; i < computeHistory; i++ {
+		c.observe(ms)
+	}
+	if got := c.budget(); got != computeFloor {
+		t.Fatalf("after the ring turned over: %v", got)
 	}
 }

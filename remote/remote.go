@@ -34,10 +34,22 @@ type Node struct {
 	log   *slog.Logger
 	dopts []rpc.DialOption
 
-	mu      sync.Mutex // serialises use of client (ggml and the heartbeat)
-	client  *rpc.Client
+	// mu serialises commands on the main connection (ggml's calls, from
+	// every context, and the in-band heartbeat). Nothing that must be quick
+	// waits for it: failing or closing the node closes the socket instead,
+	// which ends a call in flight at once.
+	mu      sync.Mutex
+	cur     atomic.Pointer[rpc.Client] // the main connection
 	devices []*Device
-	lastUse time.Time
+	lastUse time.Time // guarded by mu
+	timeout time.Duration
+	compute computeTimes // guarded by mu
+
+	// probe is a second, idle connection used only for liveness, so a
+	// stalled worker is noticed while a call holds mu (nil when the worker
+	// serves one connection at a time, like llama.cpp's rpc-server).
+	probeMu sync.Mutex
+	probe   *rpc.Client
 
 	failed  atomic.Pointer[error]
 	bytes   atomic.Int64 // bytes in live buffers on this node
@@ -57,7 +69,7 @@ type Device struct {
 
 	// The last graph sent, and the node's graph generation then: an
 	// identical graph is recomputed (GRAPH_RECOMPUTE, 4 bytes) instead of
-	// being sent, decoded and validated again.
+	// being sent, decoded and validated again. Guarded by Node.mu.
 	lastGraph []byte
 	lastGen   uint64
 }
@@ -143,8 +155,9 @@ func Connect(ctx context.Context, addr string, log *slog.Logger, opts ...rpc.Dia
 		C.free(unsafe.Pointer(names[i]))
 		C.free(unsafe.Pointer(descs[i]))
 	}
-	n.client = c
+	n.cur.Store(c)
 	n.lastUse = time.Now()
+	n.openProbe(ctx)
 	registry.nodes[addr] = n
 	return n, nil
 }
@@ -230,22 +243,24 @@ func (n *Node) fail(err error) {
 	ne := error(&NodeError{Addr: n.Addr, Err: err})
 	if n.failed.CompareAndSwap(nil, &ne) {
 		n.log.Error("worker failed", "worker", n.Addr, "err", err)
-		if n.client != nil {
-			n.client.Close()
+		// Without the lock: a call stalled on this socket returns now.
+		if c := n.cur.Load(); c != nil {
+			c.Close()
 		}
+		n.closeProbe()
 	}
 }
 
 // Close ends the connection explicitly, so the worker frees everything this
-// head holds there at once. Buffers still known to ggml become dead.
+// head holds there at once. Buffers still known to ggml become dead. It
+// does not wait for a call in flight: closing the socket ends that call.
 func (n *Node) Close() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.client != nil {
-		n.client.Close()
-	}
 	closed := error(&NodeError{Addr: n.Addr, Err: errors.New("connection closed by the head")})
 	n.failed.CompareAndSwap(nil, &closed)
+	if c := n.cur.Load(); c != nil {
+		c.Close()
+	}
+	n.closeProbe()
 	n.bytes.Store(0)
 	n.buffers.Store(0)
 }
@@ -281,16 +296,17 @@ func (n *Node) Reconnect(ctx context.Context) error {
 		return &NodeError{Addr: n.Addr, Err: err}
 	}
 	n.mu.Lock()
-	if n.client != nil {
-		n.client.Close()
+	if old := n.cur.Swap(c); old != nil {
+		old.Close()
 	}
-	n.client = c
 	n.lastUse = time.Now()
+	n.compute.reset()
 	n.bytes.Store(0)
 	n.buffers.Store(0)
 	n.graphGen.Add(1)
 	n.failed.Store(nil)
 	n.mu.Unlock()
+	n.openProbe(ctx)
 	return nil
 }
 
@@ -299,73 +315,19 @@ func (n *Node) Placed() (bytes int64, buffers int64) { return n.bytes.Load(), n.
 
 // Memory returns free and total bytes of device dev.
 func (n *Node) Memory(ctx context.Context, dev uint32) (free, total uint64, err error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err := n.Err(); err != nil {
-		return 0, 0, err
-	}
-	free, total, err = n.client.GetDeviceMemory(ctx, dev)
-	if err == nil {
-		err = checkMemory(dev, free, total)
-	}
-	n.fail(err)
+	err = n.call(rpc.CmdGetDeviceMemory, 0, func(cctx context.Context, c *rpc.Client) error {
+		cctx, cancel := context.WithCancel(cctx)
+		defer context.AfterFunc(ctx, cancel)()
+		var err error
+		if free, total, err = c.GetDeviceMemory(cctx, dev); err != nil {
+			return err
+		}
+		return checkMemory(dev, free, total)
+	})
 	if err != nil {
-		return 0, 0, &NodeError{Addr: n.Addr, Err: err}
+		return 0, 0, n.Err()
 	}
 	return free, total, nil
-}
-
-// Heartbeat pings the node whenever it has been idle for every, until ctx
-// ends, so a dead worker is noticed before the next request needs it.
-func (n *Node) Heartbeat(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n.Err() != nil {
-			continue
-		}
-		n.mu.Lock()
-		if time.Since(n.lastUse) >= every {
-			pctx, cancel := context.WithTimeout(ctx, every)
-			err := n.client.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				n.fail(fmt.Errorf("heartbeat: %w", err))
-			}
-			n.lastUse = time.Now()
-		}
-		n.mu.Unlock()
-	}
-}
-
-// call runs f with the client unless the node has failed. Errors mark the
-// node failed. ggml calls these from one thread; the lock also keeps the
-// heartbeat out of a command's way.
-func (n *Node) call(f func(c *rpc.Client) error) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err := n.Err(); err != nil {
-		return err
-	}
-	n.lastUse = time.Now()
-	err := f(n.client)
-	if err != nil {
-		n.fail(err)
-	}
-	return err
-}
-
-// opTimeout bounds one command: a worker that stops answering fails the
-// request instead of hanging it (keepalive covers a vanished host).
-const opTimeout = 5 * time.Minute
-
-func opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), opTimeout)
 }
 
 func dev(h C.uintptr_t) *Device { return cgo.Handle(h).Value().(*Device) }
@@ -373,9 +335,7 @@ func dev(h C.uintptr_t) *Device { return cgo.Handle(h).Value().(*Device) }
 //export boxRemoteMemory
 func boxRemoteMemory(h C.uintptr_t, free, total *C.size_t) {
 	d := dev(h)
-	ctx, cancel := opCtx()
-	defer cancel()
-	f, t, err := d.Node.Memory(ctx, d.Index)
+	f, t, err := d.Node.Memory(context.Background(), d.Index)
 	if err != nil {
 		f, t = 0, 0
 	}
@@ -385,10 +345,8 @@ func boxRemoteMemory(h C.uintptr_t, free, total *C.size_t) {
 //export boxRemoteAlloc
 func boxRemoteAlloc(h C.uintptr_t, size C.size_t, remote, base *C.uint64_t, got *C.size_t) C.int {
 	d := dev(h)
-	ctx, cancel := opCtx()
-	defer cancel()
 	var handle, sz, b uint64
-	err := d.Node.call(func(c *rpc.Client) error {
+	err := d.Node.call(rpc.CmdAllocBuffer, 0, func(ctx context.Context, c *rpc.Client) error {
 		var err error
 		handle, sz, err = c.AllocBuffer(ctx, d.Index, uint64(size))
 		if err != nil || handle == 0 {
@@ -416,10 +374,10 @@ func boxRemoteAlloc(h C.uintptr_t, size C.size_t, remote, base *C.uint64_t, got 
 //export boxRemoteFree
 func boxRemoteFree(h C.uintptr_t, remote C.uint64_t, size C.size_t) {
 	d := dev(h)
-	ctx, cancel := opCtx()
-	defer cancel()
 	d.Node.graphGen.Add(1)
-	if d.Node.call(func(c *rpc.Client) error { return c.FreeBuffer(ctx, uint64(remote)) }) == nil {
+	if d.Node.call(rpc.CmdFreeBuffer, 0, func(ctx context.Context, c *rpc.Client) error {
+		return c.FreeBuffer(ctx, uint64(remote))
+	}) == nil {
 		d.Node.bytes.Add(-int64(size))
 		d.Node.buffers.Add(-1)
 	}
@@ -430,9 +388,7 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 	d := dev(h)
 	wt := wireTensor(t, false)
 	buf := unsafe.Slice((*byte)(data), int(n))
-	ctx, cancel := opCtx()
-	defer cancel()
-	d.Node.call(func(c *rpc.Client) error {
+	d.Node.call(rpc.CmdSetTensor, len(buf), func(ctx context.Context, c *rpc.Client) error {
 		// Large uploads are offered by hash first: a worker with a warm
 		// --cache then applies them from disk.
 		if len(buf) > rpc.BoxCacheThreshold {
@@ -449,9 +405,9 @@ func boxRemoteGet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 	d := dev(h)
 	wt := wireTensor(t, false)
 	dst := unsafe.Slice((*byte)(data), int(n))
-	ctx, cancel := opCtx()
-	defer cancel()
-	if err := d.Node.call(func(c *rpc.Client) error { return c.GetTensorInto(ctx, dst, wt, uint64(off)) }); err != nil {
+	if err := d.Node.call(rpc.CmdGetTensor, len(dst), func(ctx context.Context, c *rpc.Client) error {
+		return c.GetTensorInto(ctx, dst, wt, uint64(off))
+	}); err != nil {
 		clear(dst) // garbage-free; the failure is reported through Err
 	}
 }
@@ -465,9 +421,9 @@ func boxRemoteMemset(h C.uintptr_t, t *C.struct_ggml_tensor, v C.uint8_t, off, n
 	}
 	d := dev(h)
 	wt := wireTensor(t, false)
-	ctx, cancel := opCtx()
-	defer cancel()
-	d.Node.call(func(c *rpc.Client) error { return c.SetTensor(ctx, wt, uint64(off), buf) })
+	d.Node.call(rpc.CmdSetTensor, len(buf), func(ctx context.Context, c *rpc.Client) error {
+		return c.SetTensor(ctx, wt, uint64(off), buf)
+	})
 }
 
 //export boxRemoteCopy
@@ -478,10 +434,8 @@ func boxRemoteCopy(h C.uintptr_t, src, dst *C.struct_ggml_tensor) C.int {
 	}
 	d := dev(h)
 	ws, wd := wireTensor(src, false), wireTensor(dst, false)
-	ctx, cancel := opCtx()
-	defer cancel()
 	ok := false
-	d.Node.call(func(c *rpc.Client) error {
+	d.Node.call(rpc.CmdCopyTensor, 0, func(ctx context.Context, c *rpc.Client) error {
 		var err error
 		ok, err = c.CopyTensor(ctx, ws, wd)
 		return err
@@ -495,9 +449,9 @@ func boxRemoteCopy(h C.uintptr_t, src, dst *C.struct_ggml_tensor) C.int {
 //export boxRemoteClear
 func boxRemoteClear(h C.uintptr_t, remote C.uint64_t, v C.uint8_t) {
 	d := dev(h)
-	ctx, cancel := opCtx()
-	defer cancel()
-	d.Node.call(func(c *rpc.Client) error { return c.BufferClear(ctx, uint64(remote), uint8(v)) })
+	d.Node.call(rpc.CmdBufferClear, 0, func(ctx context.Context, c *rpc.Client) error {
+		return c.BufferClear(ctx, uint64(remote), uint8(v))
+	})
 }
 
 //export boxRemoteAllocSize
@@ -510,11 +464,9 @@ func boxRemoteAllocSize(h C.uintptr_t, t *C.struct_ggml_tensor) C.size_t {
 			srcs = append(srcs, wireTensor(s, false))
 		}
 	}
-	ctx, cancel := opCtx()
-	defer cancel()
 	var n uint64
 	nbytes := uint64(C.ggml_nbytes(t))
-	if d.Node.call(func(c *rpc.Client) error {
+	if d.Node.call(rpc.CmdGetAllocSize, 0, func(ctx context.Context, c *rpc.Client) error {
 		var err error
 		if n, err = c.GetAllocSize(ctx, d.Index, wt, srcs); err != nil {
 			return err
@@ -531,18 +483,21 @@ func boxRemoteCompute(h C.uintptr_t, g *C.struct_ggml_cgraph) C.int {
 	d := dev(h)
 	nodes, tensors := serializeGraph(g)
 	payload := rpc.GraphComputeReq{Device: d.Index, Nodes: nodes, Tensors: tensors}.Encode()
-	ctx, cancel := opCtx()
-	defer cancel()
-	err := d.Node.call(func(c *rpc.Client) error {
+	// lastGraph and lastGen are read and written under the node's lock:
+	// with --parallel, several contexts compute on the same device.
+	err := d.Node.call(rpc.CmdGraphCompute, len(payload), func(ctx context.Context, c *rpc.Client) error {
 		gen := d.Node.graphGen.Load()
 		if gen == d.lastGen && bytes.Equal(payload, d.lastGraph) {
 			return c.GraphRecompute(ctx, d.Index)
 		}
+		d.lastGraph, d.lastGen = nil, 0
+		if err := c.GraphComputeEncoded(ctx, payload); err != nil {
+			return err
+		}
 		d.lastGraph, d.lastGen = payload, gen
-		return c.GraphComputeEncoded(ctx, payload)
+		return nil
 	})
 	if err != nil {
-		d.lastGraph = nil
 		return 1
 	}
 	return 0

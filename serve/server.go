@@ -46,8 +46,12 @@ type Config struct {
 	Split     []float64
 	NoLocal   bool
 	Reconnect bool
-	// Heartbeat is how often an idle worker is pinged; default 5s.
+	// Heartbeat is how often workers are checked for liveness; one that does
+	// not answer within Heartbeat is failed. Default 5s.
 	Heartbeat time.Duration
+	// RPCTimeout, when set, is one fixed deadline for every worker command
+	// instead of deadlines derived from the work (--rpc-timeout).
+	RPCTimeout time.Duration
 	// Probe, when set, answers GET /v1/probe with this node's memory view.
 	Probe func(context.Context) any
 }
@@ -171,21 +175,27 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.setState("error", loadErr.Error())
 	}
 
+	var herr error
 	if loadErr == nil {
+		// The watchers end before shutdown frees anything they look at.
+		var watchers sync.WaitGroup
+		wctx, stopWatch := context.WithCancel(ctx)
 		if s.cl != nil {
-			wctx, stopWatch := context.WithCancel(ctx)
-			defer stopWatch()
-			go s.cl.Heartbeat(wctx, s.cfg.Heartbeat)
-			go s.watch(wctx)
+			watchers.Go(func() { s.cl.Heartbeat(wctx, s.cfg.Heartbeat) })
+			watchers.Go(func() { s.watch(wctx) })
 		}
 		select {
 		case <-ctx.Done():
 		case err := <-serveErr:
-			s.shutdown(hs)
-			return fmt.Errorf("http: %w", err)
+			herr = fmt.Errorf("http: %w", err)
 		}
+		stopWatch()
+		watchers.Wait()
 	}
 	s.shutdown(hs)
+	if herr != nil {
+		return herr
+	}
 	return loadErr
 }
 
@@ -229,6 +239,9 @@ func (s *Server) load(ctx context.Context) error {
 			cl, err := cluster.Connect(ctx, s.cfg.Workers, s.log)
 			if err != nil {
 				return err
+			}
+			if s.cfg.RPCTimeout > 0 {
+				cl.SetTimeout(s.cfg.RPCTimeout)
 			}
 			s.mu.Lock()
 			s.cl = cl
@@ -310,9 +323,12 @@ func (s *Server) loadModel(ctx context.Context, params llama.ModelParams) (*llam
 	var ctxs []*llama.Context
 	for i := 0; i < s.cfg.Parallel; i++ {
 		c, err := m.NewContext(llama.ContextParams{NCtx: nctx, NBatch: s.cfg.Batch, Threads: s.cfg.Threads})
-		if err == nil && params.Check != nil {
+		if params.Check != nil {
+			// A worker's failure is the reason, whatever llama.cpp said.
 			if cerr := params.Check(); cerr != nil {
-				c.Close()
+				if c != nil {
+					c.Close()
+				}
 				c, err = nil, cerr
 			}
 		}

@@ -43,7 +43,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		split    = fs.String("tensor-split", "", "shares per worker, then the local CPU unless --no-local, e.g. 1,3 (default: by free memory)")
 		noLocal  = fs.Bool("no-local", false, "put every layer on the workers (the head keeps only the input embeddings)")
 		reconn   = fs.Bool("reconnect", false, "when a lost worker answers again, reload the model")
-		hb       = fs.Duration("heartbeat", 5*time.Second, "ping idle workers this often")
+		hb       = fs.Duration("heartbeat", 5*time.Second, "check workers' liveness this often; one silent this long is failed")
+		rpcTO    = fs.Duration("rpc-timeout", 0, "one fixed deadline for every worker command (default: derived from the work)")
 	)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -70,8 +71,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintln(stderr, "box serve:", err)
 			return errUsage
 		}
-	} else if *split != "" || *noLocal || *reconn {
-		fmt.Fprintln(stderr, "box serve: --tensor-split, --no-local and --reconnect need --rpc")
+	} else if *split != "" || *noLocal || *reconn || *rpcTO != 0 {
+		fmt.Fprintln(stderr, "box serve: --tensor-split, --no-local, --reconnect and --rpc-timeout need --rpc")
 		return errUsage
 	}
 	if *split != "" {
@@ -84,8 +85,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			shares = append(shares, v)
 		}
 	}
-	if *hb <= 0 {
-		fmt.Fprintln(stderr, "box serve: --heartbeat must be positive")
+	if *hb <= 0 || *rpcTO < 0 {
+		fmt.Fprintln(stderr, "box serve: --heartbeat must be positive, --rpc-timeout not negative")
 		return errUsage
 	}
 	log, err := newLogger(stderr, *logLevel)
@@ -120,7 +121,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv := serve.New(serve.Config{
 		ModelPath: path, ModelID: *id, Parallel: *parallel, Queue: *queue, CtxSize: *nctx,
 		Batch: *batch, Threads: *threads, Grace: *grace, Model: llama.ModelParams{NoMmap: *noMmap},
-		Workers: workers, Split: shares, NoLocal: *noLocal, Reconnect: *reconn, Heartbeat: *hb,
+		Workers: workers, Split: shares, NoLocal: *noLocal, Reconnect: *reconn, Heartbeat: *hb, RPCTimeout: *rpcTO,
 		Probe: func(ctx context.Context) any { return probe.Local(ctx) },
 	}, log)
 	err = srv.Run(ctx, ln)

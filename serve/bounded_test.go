@@ -125,7 +125,8 @@ func TestHugePromptRefusedBeforeTokenizing(t *testing.T) {
 func TestLongPromptTokenizedInPool(t *testing.T) {
 	ts := start(t, Config{CtxSize: 2048}, nil)
 	nctx := ts.slotsNow().all[0].NCtx()
-	m, _, _ := ts.ready()
+	m, _, done, _ := ts.ready()
+	done()
 	limit := promptByteLimit(m, nctx)
 	if limit <= inlineTokenize {
 		t.Fatalf("byte limit %d is below the inline size %d: the pool is not reached", limit, inlineTokenize)

@@ -174,11 +174,12 @@ func (s *Server) buildJob(m *llama.Model, nctx int, f *samplingFields, prompt []
 }
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	m, sl, aerr := s.ready()
+	m, sl, done, aerr := s.ready()
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	defer done()
 	var req chatRequest
 	if aerr := s.decodeBody(w, r, &req, chatPromptKeys, s.promptLimit(m, sl)); aerr != nil {
 		writeError(w, aerr)
@@ -228,11 +229,12 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	m, sl, aerr := s.ready()
+	m, sl, done, aerr := s.ready()
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	defer done()
 	var req completionRequest
 	if aerr := s.decodeBody(w, r, &req, completionPromptKeys, s.promptLimit(m, sl)); aerr != nil {
 		writeError(w, aerr)

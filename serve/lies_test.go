@@ -19,6 +19,7 @@ import (
 
 // liar is a TCP proxy in front of a real worker that rewrites the answer to
 // one command while lies > 0 (one lie per connection), then is honest.
+// While stall is set it holds every answer back, as a stopped worker would.
 type liar struct {
 	ln       net.Listener
 	upstream string
@@ -26,6 +27,7 @@ type liar struct {
 	rewrite  func(resp []byte)
 	lies     atomic.Int32
 	told     atomic.Int32 // lies told
+	stall    atomic.Bool
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    []net.Conn
@@ -97,6 +99,11 @@ func (l *liar) accept() {
 			defer c.Close()
 			br := bufio.NewReader(up)
 			for cmd := range pending {
+				if l.stall.Load() {
+					for range pending {
+					}
+					return
+				}
 				n, err := rpc.ReadResponseHeader(br)
 				if err != nil {
 					return

@@ -84,6 +84,12 @@ type Server struct {
 	// tokenization); the model is freed only when it is zero.
 	cwork sync.WaitGroup
 
+	// users counts requests holding the model and slots (from ready() to
+	// the end of the handler); reload and shutdown wait for them. stopping
+	// makes ready() refuse, so that no user comes after the wait began.
+	users    sync.WaitGroup
+	stopping bool
+
 	// tokenHook, when set (by tests), runs after each generated token, to
 	// make generation slow enough to observe queueing and shutdown.
 	tokenHook func()
@@ -175,58 +181,81 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.setState("error", loadErr.Error())
 	}
 
+	// The watch (which reloads) ends when the stop begins; the liveness
+	// probes run through the grace period, so a worker that stops then still
+	// fails the requests waiting on it. shutdown waits for both.
 	var herr error
+	var watchWG, beatWG sync.WaitGroup
+	wctx, stopWatch := context.WithCancel(ctx)
+	bctx, stopBeat := context.WithCancel(context.Background())
+	defer stopWatch()
+	defer stopBeat()
 	if loadErr == nil {
-		// The watchers end before shutdown frees anything they look at.
-		var watchers sync.WaitGroup
-		wctx, stopWatch := context.WithCancel(ctx)
 		if s.cl != nil {
-			watchers.Go(func() { s.cl.Heartbeat(wctx, s.cfg.Heartbeat) })
-			watchers.Go(func() { s.watch(wctx) })
+			beatWG.Go(func() { s.cl.Heartbeat(bctx, s.cfg.Heartbeat) })
+			watchWG.Go(func() { s.watch(wctx) })
 		}
 		select {
 		case <-ctx.Done():
 		case err := <-serveErr:
 			herr = fmt.Errorf("http: %w", err)
 		}
-		stopWatch()
-		watchers.Wait()
 	}
-	s.shutdown(hs)
+	s.shutdown(hs, func() { stopWatch(); watchWG.Wait() }, func() { stopBeat(); beatWG.Wait() })
 	if herr != nil {
 		return herr
 	}
 	return loadErr
 }
 
-func (s *Server) shutdown(hs *http.Server) {
+// shutdown stops in one order, so that nothing is freed while in use:
+//
+//  1. stop accepting requests (and reloading); in-flight requests get Grace
+//     to finish;
+//  2. cancel what still runs: generation stops at the next token, requests
+//     waiting for a slot or the tokenizer give up;
+//  3. interrupt worker calls by closing every worker socket (no lock is
+//     needed: a call stalled on a worker returns at once, and each worker
+//     frees what this head holds there);
+//  4. wait for every goroutine: the liveness probes, the handlers, the
+//     slots' holders and tokenizations still in C;
+//  5. free the contexts, then the model.
+func (s *Server) shutdown(hs *http.Server, stopWatch, stopBeat func()) {
 	s.log.Info("shutting down", "grace", s.cfg.Grace)
+	stopWatch()
 	graceCtx, cancel := context.WithTimeout(context.Background(), s.cfg.Grace)
 	defer cancel()
-	if err := hs.Shutdown(graceCtx); err != nil {
-		// Grace is over: cancel generations, then wait for their handlers.
+	graceErr := hs.Shutdown(graceCtx)
+	if graceErr != nil {
 		s.log.Warn("grace period over, cancelling in-flight requests")
-		s.cancel()
-		waitCtx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel2()
-		if err := hs.Shutdown(waitCtx); err != nil {
-			hs.Close()
-		}
 	}
-	s.cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sl != nil {
-		s.sl.close()
-		s.sl = nil
+	s.stopping = true // ready() refuses from now on, so users only go down
+	sl, m, cl := s.sl, s.model, s.cl
+	s.sl, s.model = nil, nil
+	s.mu.Unlock()
+	s.cancel()
+	if cl != nil {
+		cl.Close()
 	}
-	if s.model != nil {
-		s.model.Close()
-		s.model = nil
+	stopBeat()
+	if graceErr != nil {
+		hs.Close()
 	}
-	if s.cl != nil {
-		// Explicit closes: each worker frees this head's memory now.
-		s.cl.Close()
+	waited := time.Now()
+	s.users.Wait()
+	if sl != nil {
+		sl.drain()
+	}
+	s.cwork.Wait()
+	if d := time.Since(waited); d > time.Second {
+		s.log.Warn("requests took long to end after cancellation", "seconds", d.Seconds())
+	}
+	if sl != nil {
+		sl.close()
+	}
+	if m != nil {
+		m.Close()
 	}
 	s.log.Info("stopped; model and contexts freed")
 }
@@ -388,8 +417,14 @@ func (s *Server) reload(ctx context.Context) error {
 	s.sl, s.model = nil, nil
 	s.state = "loading"
 	s.mu.Unlock()
+	// No new users now (the state is not ok); the current ones fail fast
+	// on the dead worker.
+	s.users.Wait()
 	if sl != nil {
 		sl.drain()
+	}
+	s.cwork.Wait()
+	if sl != nil {
 		sl.close()
 	}
 	if m != nil {
@@ -427,10 +462,14 @@ func (s *Server) setState(state, msg string) {
 	s.mu.Unlock()
 }
 
-// ready returns the model and slots, or a 503 while not serving.
-func (s *Server) ready() (*llama.Model, *slots, *apiError) {
+// ready returns the model and slots, or a 503 while not serving. The
+// caller must call done when it no longer uses them.
+func (s *Server) ready() (m *llama.Model, sl *slots, done func(), aerr *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopping {
+		return nil, nil, nil, &apiError{Status: 503, Message: "server is shutting down", Type: "server_error", Code: strp("unavailable")}
+	}
 	if s.state != "ok" || s.model == nil {
 		msg := "model is loading"
 		switch s.state {
@@ -439,9 +478,10 @@ func (s *Server) ready() (*llama.Model, *slots, *apiError) {
 		case "degraded":
 			msg = "degraded: " + s.stateErr
 		}
-		return nil, nil, &apiError{Status: 503, Message: msg, Type: "server_error", Code: strp("unavailable")}
+		return nil, nil, nil, &apiError{Status: 503, Message: msg, Type: "server_error", Code: strp("unavailable")}
 	}
-	return s.model, s.sl, nil
+	s.users.Add(1)
+	return s.model, s.sl, s.users.Done, nil
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

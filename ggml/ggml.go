@@ -211,13 +211,22 @@ func describe(i int, d C.ggml_backend_dev_t) Device {
 		Type: typ, Free: uint64(free), Total: uint64(total), dev: d}
 }
 
-// Backend is an initialised device: one per exposed device, shared by every
-// connection. Compute is serialised by the caller (see Lock).
+// Alignment and MaxSize describe the device's default buffer type; they
+// need no backend.
+func (d Device) Alignment() uint64 {
+	return uint64(C.ggml_backend_buft_get_alignment(C.ggml_backend_dev_buffer_type(d.dev)))
+}
+func (d Device) MaxSize() uint64 {
+	return uint64(C.ggml_backend_buft_get_max_size(C.ggml_backend_dev_buffer_type(d.dev)))
+}
+
+// Backend is an initialised device. It is not safe for concurrent use: in
+// box a backend belongs to the one compute process (one connection) that
+// opened it.
 type Backend struct {
-	sync.Mutex // held around Compute: one graph at a time per device
-	Device     Device
-	be         C.ggml_backend_t
-	buft       C.ggml_backend_buffer_type_t
+	Device Device
+	be     C.ggml_backend_t
+	buft   C.ggml_backend_buffer_type_t
 }
 
 // Open initialises d with threads compute threads (where the device has any).
@@ -424,7 +433,7 @@ func (g *Graph) Free() {
 	}
 }
 
-// Compute runs g synchronously. Callers hold b's lock.
+// Compute runs g synchronously.
 func (b *Backend) Compute(g *Graph) error {
 	if st := C.ggml_backend_graph_compute(b.be, g.g); st != C.GGML_STATUS_SUCCESS {
 		return fmt.Errorf("graph compute failed: status %d", int(st))

@@ -132,3 +132,20 @@ func (nv NVML) NonBox() []GPUProcess {
 	}
 	return out
 }
+
+// ProcessGPUMemory maps each process NVML lists on any GPU to the device
+// memory it holds there (summed over GPUs). Without NVML it returns an
+// error, and callers treat the driver's view as unknown.
+func ProcessGPUMemory() (map[int]uint64, error) {
+	nv := NVMLInfo(nil)
+	if !nv.Available {
+		return nil, fmt.Errorf("%s", nv.Status)
+	}
+	out := map[int]uint64{}
+	for _, g := range nv.GPUs {
+		for _, p := range g.Processes {
+			out[int(p.PID)] += p.UsedMemory
+		}
+	}
+	return out, nil
+}

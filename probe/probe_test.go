@@ -23,6 +23,9 @@ import (
 	"github.com/boxproj/box/worker/workertest"
 )
 
+// The test binary is also the test workers' compute process.
+func TestMain(m *testing.M) { workertest.Main(m) }
+
 func TestRemoteAgainstRealWorkers(t *testing.T) {
 	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
 	c := workertest.Dial(t, w1.Addr)

@@ -160,9 +160,6 @@ func FromAdmin(n Node, info worker.NodeInfo, conns []worker.ConnInfo) Node {
 	n.Reachable, n.Status = true, "ok"
 	n.Version, n.Protocol = info.Version, info.Protocol
 	n.Connections, n.BoundBytes = info.Connections, info.BoundBytes
-	if info.Fault != "" {
-		n.Error = "fault injection active: " + info.Fault
-	}
 	n.Devices = []Device{}
 	for _, d := range info.Devices {
 		bound := d.BoundBytes
@@ -172,7 +169,7 @@ func FromAdmin(n Node, info worker.NodeInfo, conns []worker.ConnInfo) Node {
 			UsedByOthers: &others, MaxMemory: d.MaxMemory})
 	}
 	for _, c := range conns {
-		n.Conns = append(n.Conns, Conn{ID: c.ID, Peer: c.Peer, State: c.State, Since: c.Since,
+		n.Conns = append(n.Conns, Conn{ID: c.ID, Peer: c.Peer, State: string(c.State), Since: c.Since,
 			LastActivity: c.LastActivity, Bytes: c.Bytes, Buffers: len(c.Buffers)})
 	}
 	return n

@@ -15,6 +15,9 @@ import (
 	"github.com/boxproj/box/worker/workertest"
 )
 
+// The test binary is also the test workers' compute process.
+func TestMain(m *testing.M) { workertest.Main(m) }
+
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestSplitGenerationMatchesLocal(t *testing.T) {

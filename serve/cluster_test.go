@@ -31,7 +31,7 @@ import (
 func workerMain(addr string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	w, err := worker.New(worker.Config{Threads: 1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w, err := worker.New(worker.Config{Threads: 1, Compute: workertest.Command("")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

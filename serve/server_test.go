@@ -18,6 +18,7 @@ import (
 
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/synth"
+	"github.com/boxproj/box/worker/workertest"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )
@@ -25,8 +26,9 @@ import (
 var tinyPath string
 
 func TestMain(m *testing.M) {
-	// The test binary doubles as a worker or head process for tests that
-	// kill them (see cluster_test.go).
+	// The test binary doubles as a worker, a worker's compute process, or a
+	// head process for tests that kill them (see cluster_test.go).
+	workertest.MaybeRun()
 	if addr := os.Getenv("BOX_TEST_WORKER"); addr != "" {
 		os.Exit(workerMain(addr))
 	}

@@ -2,12 +2,12 @@ package tui
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/worker/workertest"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
 )
@@ -15,7 +15,7 @@ import (
 func TestMain(m *testing.M) {
 	// Plain text frames: goldens carry no escape codes.
 	lipgloss.SetColorProfile(termenv.Ascii)
-	os.Exit(m.Run())
+	workertest.Main(m) // the test binary is also the workers' compute process
 }
 
 // t0 is the fixed clock of every test.

@@ -98,7 +98,7 @@ func TestPollerBindingsHistoryAndDown(t *testing.T) {
 }
 
 func TestPollerLeakAlerts(t *testing.T) {
-	w := workertest.Start(t, worker.Config{Fault: worker.FaultLeakOnDisconnect})
+	w := workertest.Start(t, worker.Config{}, workertest.LeakOnDisconnect)
 	p := NewPoller(Config{Nodes: []Target{{Name: "leaky", URL: w.Admin}}, Timeout: time.Second, Now: fixedNow})
 	ctx := context.Background()
 	c := workertest.Dial(t, w.Addr)

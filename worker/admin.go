@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/ctl"
 )
 
 // The admin API's JSON shapes. Field names are part of box's stable
@@ -22,7 +26,6 @@ type NodeInfo struct {
 	Connections int          `json:"connections"`
 	BoundBytes  uint64       `json:"bound_bytes"`
 	Devices     []DeviceInfo `json:"devices"`
-	Fault       string       `json:"fault,omitempty"`
 }
 
 // DeviceInfo is one exposed device.
@@ -43,7 +46,7 @@ type ConnInfo struct {
 	Peer         string       `json:"peer"`
 	Since        time.Time    `json:"since"`
 	LastActivity time.Time    `json:"last_activity"`
-	State        string       `json:"state"` // handshake, serving, closed
+	State        ctl.State    `json:"state"` // handshake, serving, closed (memory not yet given back)
 	Bytes        uint64       `json:"bytes"`
 	Buffers      []BufferInfo `json:"buffers"`
 	// PID is the compute process serving the connection (0 before one is
@@ -67,17 +70,19 @@ type BufferInfo struct {
 	Size       uint64    `json:"size"`
 	Created    time.Time `json:"created"`
 	AgeSeconds float64   `json:"age_seconds"`
+	// Tensor is the first tensor written into the buffer: what it holds.
+	Tensor string `json:"tensor,omitempty"`
 }
 
 // Node reports the worker's devices and totals.
 func (w *Worker) Node(version string) NodeInfo {
 	w.mu.Lock()
-	n := NodeInfo{Version: version, Protocol: protoString(), Started: w.started.UTC(), Connections: len(w.conns), Fault: w.cfg.Fault}
+	n := NodeInfo{Version: version, Protocol: protoString(), Started: w.started.UTC(), Connections: len(w.conns)}
 	bound := append([]uint64(nil), w.devBytes...)
 	w.mu.Unlock()
-	for i, b := range w.backends {
+	for i, d := range w.devs {
 		free, total := w.memory(i)
-		n.Devices = append(n.Devices, DeviceInfo{Index: i, Name: b.Device.Name, Description: b.Device.Description, Type: b.Device.Type,
+		n.Devices = append(n.Devices, DeviceInfo{Index: i, Name: d.Name, Description: d.Description, Type: d.Type,
 			MemoryTotal: total, MemoryFree: free, BoundBytes: bound[i], MaxMemory: w.cfg.MaxMemory})
 		n.BoundBytes += bound[i]
 	}
@@ -86,54 +91,61 @@ func (w *Worker) Node(version string) NodeInfo {
 
 // Connections lists every connection with its buffers, oldest first.
 func (w *Worker) Connections() []ConnInfo {
-	w.mu.Lock()
-	conns := make([]*conn, 0, len(w.conns))
-	for _, c := range w.conns {
-		conns = append(conns, c)
+	conns := w.connList()
+	var driver map[int]uint64
+	if w.cfg.DriverMemory != nil {
+		driver, _ = w.cfg.DriverMemory()
 	}
-	w.mu.Unlock()
-	sort.Slice(conns, func(i, j int) bool { return conns[i].id < conns[j].id })
 	now := time.Now()
 	out := make([]ConnInfo, 0, len(conns))
 	for _, c := range conns {
+		a, hasProc := c.activity()
 		c.mu.Lock()
-		ci := ConnInfo{ID: c.id, Peer: c.peer, Since: c.since.UTC(), LastActivity: time.Unix(0, c.lastActive.Load()).UTC(),
-			State: c.state, Bytes: c.bytes.Load(), Buffers: []BufferInfo{}}
+		ci := ConnInfo{ID: c.id, Peer: c.peer, Since: c.since.UTC(), LastActivity: c.lastActive.UTC(),
+			State: c.state, Bytes: c.bytes, Buffers: []BufferInfo{}}
+		if c.proc != nil {
+			ci.PID = c.proc.pid
+			ci.DriverBytes = driver[ci.PID]
+		}
 		for _, b := range c.buffers {
-			ci.Buffers = append(ci.Buffers, BufferInfo{ID: b.handle, Device: w.backends[b.dev].Device.Name, Size: b.size,
-				Created: b.created.UTC(), AgeSeconds: now.Sub(b.created).Seconds()})
+			ci.Buffers = append(ci.Buffers, BufferInfo{ID: b.handle, Device: w.devs[b.dev].Name, Size: b.size,
+				Created: b.created.UTC(), AgeSeconds: now.Sub(b.created).Seconds(), Tensor: b.name})
 		}
 		c.mu.Unlock()
+		if hasProc {
+			ci.Commands, ci.BytesIn, ci.BytesOut = a.Commands, a.BytesIn, a.BytesOut
+			if a.Busy {
+				ci.Command = rpc.Cmd(a.Running).String()
+			}
+			if a.Last.After(ci.LastActivity) {
+				ci.LastActivity = a.Last.UTC()
+			}
+		}
 		sort.Slice(ci.Buffers, func(i, j int) bool { return ci.Buffers[i].ID < ci.Buffers[j].ID })
 		out = append(out, ci)
 	}
 	return out
 }
 
-// CloseConn closes a connection as an operator; its buffers are freed as for
-// any other end. It reports whether the connection existed.
-func (w *Worker) CloseConn(id uint64) bool {
+// CloseConn ends a connection as an operator and returns once it is gone:
+// its process has exited and its memory is accounted as given back. It
+// reports whether the connection existed.
+func (w *Worker) CloseConn(ctx context.Context, id uint64) (bool, error) {
 	w.mu.Lock()
 	c := w.conns[id]
 	w.mu.Unlock()
 	if c == nil {
-		return false
+		return false, nil
 	}
-	c.mu.Lock()
-	closed := c.state == "closed"
-	c.mu.Unlock()
-	if closed {
-		// Only a leaked connection (fault injection) lingers when closed:
-		// an operator close releases what it kept.
-		c.freeAll()
-		w.removeConn(c)
-		w.events.add(Event{Kind: "closed-by-operator", Conn: id, Peer: c.peer})
-		return true
-	}
-	w.events.add(Event{Kind: "closed-by-operator", Conn: id, Peer: c.peer})
+	w.events.add(Event{Kind: EventClosedByOperator, Conn: id, Peer: c.peer})
 	w.log.Info("connection closed by operator", "conn", id, "peer", c.peer)
-	c.close("operator")
-	return true
+	c.terminate(ctl.ReasonOperator)
+	select {
+	case <-c.done:
+		return true, nil
+	case <-ctx.Done():
+		return true, fmt.Errorf("connection %d: %w", id, ctx.Err())
+	}
 }
 
 // AdminHandler serves the admin API.
@@ -149,22 +161,17 @@ func (w *Worker) AdminHandler(version string) http.Handler {
 			writeJSON(rw, 400, map[string]string{"error": "connection id must be a number"})
 			return
 		}
-		if !w.CloseConn(id) {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		found, err := w.CloseConn(ctx, id)
+		switch {
+		case !found:
 			writeJSON(rw, 404, map[string]string{"error": fmt.Sprintf("no connection %d", id)})
-			return
+		case err != nil:
+			writeJSON(rw, 504, map[string]string{"error": err.Error()})
+		default:
+			writeJSON(rw, 200, map[string]any{"closed": id})
 		}
-		// Wait briefly so the answer reflects the freed memory.
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			w.mu.Lock()
-			_, still := w.conns[id]
-			w.mu.Unlock()
-			if !still {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		writeJSON(rw, 200, map[string]any{"closed": id})
 	})
 	mux.HandleFunc("GET /v1/events", func(rw http.ResponseWriter, r *http.Request) {
 		after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)

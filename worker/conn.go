@@ -4,270 +4,146 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/boxproj/box/ggml"
-	"github.com/boxproj/box/hostmem"
+	"golang.org/x/sys/unix"
+
 	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/ctl"
 )
 
-// binding is one buffer and the connection it belongs to.
+// binding is one buffer a compute process reported.
 type binding struct {
 	handle  uint64
 	dev     int
-	buf     *ggml.Buffer
-	vbase   uint64
 	size    uint64
+	name    string // first tensor written into it
 	created time.Time
 }
 
-type storedGraph struct {
-	g       *ggml.Graph
-	indexes []indexCheck
-}
-
-// conn is one client connection and everything it holds.
+// conn is the supervisor's record of one client connection: its quota
+// account, the buffers its process reported, and that process.
 type conn struct {
 	w     *Worker
 	id    uint64
-	nc    net.Conn
 	peer  string
 	since time.Time
+	done  chan struct{} // closed when the connection is gone and accounted
 
-	lastActive atomic.Int64 // unix nanos
-	bytes      atomic.Uint64
-	closeWhy   atomic.Pointer[string]
+	mu         sync.Mutex
+	nc         net.Conn // the supervisor's copy, until a process has it
+	state      ctl.State
+	buffers    map[uint64]*binding
+	devBytes   []uint64
+	bytes      uint64
+	proc       *proc
+	ended      ctl.Reason // set by the supervisor when it ends the connection
+	report     *ctl.Msg   // the process's own account of the end
+	lastActive time.Time  // before a process exists
+}
 
-	mu      sync.Mutex // guards buffers and state for readers outside the loop
-	buffers map[uint64]*binding
-	state   string // handshake, serving, closed
-	graphs  []*storedGraph
+// proc is a running compute process.
+type proc struct {
+	cmd     *exec.Cmd
+	pid     int
+	page    *ctl.Page
+	ctl     *ctl.Conn
+	started time.Time
 
-	violationKind string
-	nextBuf       uint64
-	nextVA        uint64
+	stderr *os.File // read end of its stderr
 
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	scratch []byte
+	tailMu sync.Mutex
+	tail   []string // last lines of its stderr
 }
 
 func newConn(w *Worker, id uint64, nc net.Conn) *conn {
-	c := &conn{w: w, id: id, nc: nc, peer: nc.RemoteAddr().String(), since: time.Now(),
-		buffers: map[uint64]*binding{}, state: "handshake", graphs: make([]*storedGraph, len(w.backends)),
-		br: bufio.NewReaderSize(nc, 1<<20), bw: bufio.NewWriterSize(nc, 1<<20)}
-	c.nextVA = 1 << 40
-	c.lastActive.Store(time.Now().UnixNano())
-	return c
+	now := time.Now()
+	return &conn{w: w, id: id, peer: nc.RemoteAddr().String(), since: now, done: make(chan struct{}),
+		nc: nc, state: ctl.StateHandshake, buffers: map[uint64]*binding{}, devBytes: make([]uint64, len(w.devs)),
+		lastActive: now}
 }
 
-// close ends the connection from outside its loop (operator, shutdown).
-func (c *conn) close(why string) {
-	c.closeWhy.CompareAndSwap(nil, &why)
-	c.nc.Close()
-}
-
-func (c *conn) serve() {
-	reason, detail := c.loop()
-	kind := ""
-	if reason == "violation" {
-		kind = c.violationKind
+// run serves the connection until it ends and accounts the end: the one
+// place a connection is released.
+func (c *conn) run() {
+	defer close(c.done)
+	prefix, reason, detail, kind := c.front()
+	var exit *exitInfo
+	if reason == "" {
+		exit, reason, detail, kind = c.serveInProcess(prefix)
 	}
-	if why := c.closeWhy.Load(); why != nil {
-		reason = *why
-	}
-	c.nc.Close()
-	c.finish(reason, detail, kind)
-}
-
-// finish frees everything the connection holds and records why it ended.
-func (c *conn) finish(reason, detail, violationKind string) {
-	w := c.w
 	c.mu.Lock()
-	c.state = "closed"
+	if c.nc != nil {
+		c.nc.Close()
+		c.nc = nil
+	}
 	c.mu.Unlock()
-	n, bytes := len(c.buffers), c.bytes.Load()
-	leak := w.cfg.Fault == FaultLeakOnDisconnect
-	if !leak {
-		c.freeAll()
-		w.removeConn(c)
-	} else {
-		c.freeGraphs() // graphs hold no device memory of their own
-	}
-	w.met.connections.Dec()
-	w.met.closes.WithLabelValues(reason).Inc()
-	if reason == "dead-peer" || reason == "idle" {
-		w.met.reaped.WithLabelValues(reason).Inc()
-	}
-	kind := "disconnect"
-	if leak {
-		kind = "leaked"
-	}
-	w.events.add(Event{Kind: kind, Conn: c.id, Peer: c.peer, Reason: reason, Detail: detail, Violation: violationKind, Buffers: n, Bytes: bytes})
-	log := w.log.Info
-	if reason == "violation" || reason == "dead-peer" || reason == "error" {
-		log = w.log.Warn
-	}
-	args := []any{"conn", c.id, "peer", c.peer, "reason", reason, "buffers", n, "bytes", bytes}
-	if detail != "" {
-		args = append(args, "detail", detail)
-	}
-	if leak {
-		log("connection closed, buffers KEPT (fault injection)", args...)
-	} else {
-		log("connection closed, buffers freed", args...)
-	}
+	c.finish(reason, detail, kind, exit)
 }
 
-func (c *conn) freeGraphs() {
-	for i, g := range c.graphs {
-		if g != nil {
-			g.g.Free()
-			c.graphs[i] = nil
+// front answers the first commands itself until one needs a backend; it
+// returns the bytes read but not served, or why the connection ended.
+func (c *conn) front() (prefix []byte, reason ctl.Reason, detail, kind string) {
+	nc := c.nc
+	br := bufio.NewReaderSize(nc, 4096)
+	bw := bufio.NewWriterSize(nc, 4096)
+	end := func(err error) ([]byte, ctl.Reason, string, string) {
+		var pe *rpc.ProtocolError
+		if errors.As(err, &pe) {
+			return nil, ctl.ReasonViolation, pe.Error(), pe.Kind
 		}
+		if r := c.endedBy(); r != "" {
+			return nil, r, "", ""
+		}
+		r, d := ctl.Classify(err)
+		return nil, r, d, ""
 	}
-}
-
-// freeAll releases every buffer of the connection.
-func (c *conn) freeAll() {
-	c.freeGraphs()
-	c.mu.Lock()
-	bufs := c.buffers
-	c.buffers = map[uint64]*binding{}
-	c.mu.Unlock()
-	for _, b := range bufs {
-		c.freeBinding(b)
-	}
-}
-
-func (c *conn) freeBinding(b *binding) {
-	b.buf.Free()
-	c.w.unreserve(c, b.dev, b.size)
-	c.w.met.frees.WithLabelValues(c.w.backends[b.dev].Device.Name).Inc()
-	c.w.freedTotal.Add(b.size)
-}
-
-// loop serves commands until the connection ends; it returns a reason
-// (closed, dead-peer, idle, violation, error) and detail.
-func (c *conn) loop() (string, string) {
 	for {
 		if c.w.cfg.IdleTimeout > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.w.cfg.IdleTimeout))
+			nc.SetReadDeadline(time.Now().Add(c.w.cfg.IdleTimeout))
 		}
-		cmd, size, err := rpc.ReadRequestHeader(c.br)
+		cmd, size, err := rpc.ReadRequestHeader(br)
 		if err != nil {
-			return classify(err)
+			return end(err)
 		}
-		if c.w.cfg.IdleTimeout > 0 {
-			c.nc.SetReadDeadline(time.Time{})
-		}
-		c.lastActive.Store(time.Now().UnixNano())
-		t0 := time.Now()
-		err = c.dispatch(cmd, size)
-		c.w.met.cmdSeconds.WithLabelValues(cmd.String()).Observe(time.Since(t0).Seconds())
-		if err != nil {
-			var pe *rpc.ProtocolError
-			if errors.As(err, &pe) {
-				c.w.met.protoErrors.WithLabelValues(pe.Kind).Inc()
-				c.violationKind = pe.Kind
-				return "violation", pe.Error()
+		nc.SetReadDeadline(time.Time{})
+		if err := c.frontCommand(cmd, size, br, bw); err != nil {
+			if errors.Is(err, errNeedsProcess) {
+				hdr := rpc.AppendRequestHeader(nil, cmd, size)
+				rest, _ := br.Peek(br.Buffered())
+				return append(hdr, rest...), "", "", ""
 			}
-			return classify(err)
+			return end(err)
 		}
-		if c.bw.Buffered() > 0 {
-			if err := c.bw.Flush(); err != nil {
-				return classify(err)
-			}
+		if err := bw.Flush(); err != nil {
+			return end(err)
 		}
+		c.mu.Lock()
+		c.lastActive = time.Now()
+		c.mu.Unlock()
 	}
 }
 
-func classify(err error) (string, string) {
-	var ne net.Error
-	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "closed", ""
-	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		// Only keepalive probes (or unacknowledged writes) find these on an
-		// otherwise quiet connection: the peer's host is gone.
-		return "dead-peer", "keepalive: " + err.Error()
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
-		return "idle", "no message within --idle-timeout"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "closed", "peer closed mid-message"
-	default:
-		return "error", err.Error()
-	}
+var errNeedsProcess = errors.New("needs a compute process")
+
+func violation(cmd rpc.Cmd, kind, format string, args ...any) *rpc.ProtocolError {
+	return &rpc.ProtocolError{Cmd: cmd, Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
-// fixed reads a payload that must be exactly n bytes.
-func (c *conn) fixed(cmd rpc.Cmd, size uint64, n int) ([]byte, error) {
-	if size != uint64(n) {
-		return nil, violation(cmd, "size", "payload is %d bytes, want %d", size, n)
-	}
-	if cap(c.scratch) < n {
-		c.scratch = make([]byte, max(n, 4096))
-	}
-	b := c.scratch[:n]
-	_, err := io.ReadFull(c.br, b)
-	return b, err
-}
-
-// readFixed reads a payload of exactly n bytes and decodes it.
-func readFixed[T any](c *conn, cmd rpc.Cmd, size uint64, n int, decode func([]byte) (T, error)) (T, error) {
-	p, err := c.fixed(cmd, size, n)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	return decode(p)
-}
-
-// deviceArg reads a request that names only a device, and checks the device.
-func (c *conn) deviceArg(cmd rpc.Cmd, size uint64) (int, error) {
-	req, err := readFixed(c, cmd, size, 4, rpc.DecodeDeviceReq)
-	if err != nil {
-		return 0, err
-	}
-	return c.device(cmd, req.Device)
-}
-
-func (c *conn) device(cmd rpc.Cmd, d uint32) (int, error) {
-	if int(d) >= len(c.w.backends) || d > 1<<20 {
-		return 0, violation(cmd, "device", "device %d out of range (worker has %d)", d, len(c.w.backends))
-	}
-	return int(d), nil
-}
-
-func (c *conn) reply(payload ...[]byte) error { return rpc.WriteResponse(c.bw, payload...) }
-
-func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
-
-func (c *conn) binding(cmd rpc.Cmd, h uint64) (*binding, error) {
-	b := c.buffers[h]
-	if b == nil {
-		return nil, violation(cmd, "buffer", "buffer %#x is not owned by this connection", h)
-	}
-	return b, nil
-}
-
-// bufferArg reads a request that names only a buffer, and looks it up.
-func (c *conn) bufferArg(cmd rpc.Cmd, size uint64) (*binding, error) {
-	req, err := readFixed(c, cmd, size, 8, rpc.DecodeBufferReq)
-	if err != nil {
-		return nil, err
-	}
-	return c.binding(cmd, req.Handle)
-}
-
-func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
-	if c.state == "handshake" {
+func (c *conn) frontCommand(cmd rpc.Cmd, size uint64, br *bufio.Reader, bw *bufio.Writer) error {
+	c.mu.Lock()
+	state := c.state
+	c.mu.Unlock()
+	if state == ctl.StateHandshake {
 		if cmd != rpc.CmdHello {
 			return violation(cmd, "hello", "first command must be HELLO, got %s", cmd)
 		}
@@ -275,9 +151,9 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 			return violation(cmd, "hello", "HELLO carries %d bytes; a 3.x client sends none (newer protocol?)", size)
 		}
 		c.mu.Lock()
-		c.state = "serving"
+		c.state = ctl.StateServing
 		c.mu.Unlock()
-		return c.reply([]byte{rpc.ProtoMajor, rpc.ProtoMinor, rpc.ProtoPatch})
+		return rpc.WriteResponse(bw, []byte{rpc.ProtoMajor, rpc.ProtoMinor, rpc.ProtoPatch})
 	}
 	switch cmd {
 	case rpc.CmdHello:
@@ -286,368 +162,458 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		if size != 0 {
 			return violation(cmd, "size", "payload is %d bytes, want 0", size)
 		}
-		return c.reply(binary.LittleEndian.AppendUint32(nil, uint32(len(c.w.backends))))
-	case rpc.CmdAllocBuffer:
-		return c.allocBuffer(cmd, size)
+		return rpc.WriteResponse(bw, binary.LittleEndian.AppendUint32(nil, uint32(len(c.w.devs))))
 	case rpc.CmdGetAlignment, rpc.CmdGetMaxSize, rpc.CmdGetDeviceMemory:
-		d, err := c.deviceArg(cmd, size)
-		if err != nil {
+		if size != 4 {
+			return violation(cmd, "size", "payload is %d bytes, want 4", size)
+		}
+		var p [4]byte
+		if _, err := io.ReadFull(br, p[:]); err != nil {
 			return err
 		}
-		be := c.w.backends[d]
+		d := binary.LittleEndian.Uint32(p[:])
+		if int(d) >= len(c.w.devs) || d > 1<<20 {
+			return violation(cmd, "device", "device %d out of range (worker has %d)", d, len(c.w.devs))
+		}
 		switch cmd {
 		case rpc.CmdGetAlignment:
-			return c.reply(u64(be.Alignment()))
+			return rpc.WriteResponse(bw, u64(c.w.devs[d].Alignment))
 		case rpc.CmdGetMaxSize:
-			return c.reply(u64(be.MaxSize()))
+			return rpc.WriteResponse(bw, u64(c.w.devs[d].MaxSize))
 		default:
-			free, total := c.w.deviceMemory(d)
-			return c.reply(u64(free), u64(total))
+			free, total := c.w.deviceMemory(int(d))
+			return rpc.WriteResponse(bw, u64(free), u64(total))
 		}
-	case rpc.CmdBufferGetBase, rpc.CmdFreeBuffer:
-		b, err := c.bufferArg(cmd, size)
-		if err != nil {
-			return err
-		}
-		if cmd == rpc.CmdBufferGetBase {
-			base := b.vbase
-			if b.size == 0 {
-				base = 0
-			}
-			return c.reply(u64(base))
-		}
-		c.dropGraphsUsing(b)
-		c.mu.Lock()
-		delete(c.buffers, b.handle)
-		c.mu.Unlock()
-		c.freeBinding(b)
-		return c.reply()
-	case rpc.CmdBufferClear:
-		req, err := readFixed(c, cmd, size, 9, rpc.DecodeBufferClear)
-		if err != nil {
-			return err
-		}
-		b, err := c.binding(cmd, req.Handle)
-		if err != nil {
-			return err
-		}
-		if b.size > 0 {
-			b.buf.Clear(req.Value)
-		}
-		return c.reply()
-	case rpc.CmdSetTensor:
-		return c.setTensor(cmd, size)
-	case rpc.CmdSetTensorHash:
-		return c.setTensorHash(cmd, size)
-	case rpc.CmdGetTensor:
-		return c.getTensor(cmd, size)
-	case rpc.CmdCopyTensor:
-		return c.copyTensor(cmd, size)
-	case rpc.CmdGraphCompute:
-		return c.graphCompute(cmd, size)
-	case rpc.CmdGraphRecompute:
-		d, err := c.deviceArg(cmd, size)
-		if err != nil {
-			return err
-		}
-		if c.graphs[d] == nil {
-			return violation(cmd, "graph", "no stored graph for device %d", d)
-		}
-		return c.compute(cmd, d, c.graphs[d])
-	case rpc.CmdInitTensor:
-		req, err := readFixed(c, cmd, size, rpc.TensorSize, rpc.DecodeInitTensor)
-		if err != nil {
-			return err
-		}
-		spec, b, _, err := c.resolveTensor(cmd, &req.Tensor, false)
-		if err != nil {
-			return err
-		}
-		if b != nil && !b.buf.IsHost() {
-			if err := ggml.InitTensor(spec); err != nil {
-				return violation(cmd, "tensor", "%v", err)
-			}
-		}
-		return c.reply()
-	case rpc.CmdGetAllocSize:
-		return c.getAllocSize(cmd, size)
 	default:
-		return violation(cmd, "command", "unknown command %d", uint8(cmd))
+		if !cmd.Valid() {
+			return violation(cmd, "command", "unknown command %d", uint8(cmd))
+		}
+		return errNeedsProcess
 	}
 }
 
-// memory is a device's free and total bytes. For a CPU device, ggml may
-// count all RAM as free; the host's MemAvailable and cgroup limit are used
-// instead, so "free" means what could really be allocated.
-func (w *Worker) memory(d int) (free, total uint64) {
-	b := w.backends[d]
-	free, total = b.Memory()
-	if b.Device.Type == "cpu" {
-		if h, err := hostmem.Read("/"); err == nil {
-			total, free = hostmem.CPU(total, free, h)
-		}
-	}
-	return free, total
+func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+
+// exitInfo is how a compute process ended.
+type exitInfo struct {
+	pid    int
+	code   int // -1 for a signal
+	signal syscall.Signal
+	tail   string
+	last   rpc.Cmd // the command it was running, if any
+	busy   bool
 }
 
-func (w *Worker) deviceMemory(d int) (free, total uint64) {
-	free, total = w.memory(d)
-	if w.cfg.MaxMemory > 0 {
-		// A quota is the device as far as clients are concerned: report it,
-		// so a head sizes its split to what it may actually allocate.
-		w.mu.Lock()
-		used := w.devBytes[d]
-		w.mu.Unlock()
-		qfree := uint64(0)
-		if used < w.cfg.MaxMemory {
-			qfree = w.cfg.MaxMemory - used
-		}
-		return min(free, qfree), min(total, w.cfg.MaxMemory)
+func (e *exitInfo) crashed() bool { return e.code != 0 }
+
+func (e *exitInfo) String() string {
+	var s string
+	if e.code < 0 {
+		s = "killed by signal " + e.signal.String()
+	} else {
+		s = fmt.Sprintf("exit status %d", e.code)
 	}
-	return free, total
+	if e.busy {
+		s += " during " + e.last.String()
+	}
+	if e.tail != "" {
+		s += ": " + e.tail
+	}
+	return s
 }
 
-func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
-	req, err := readFixed(c, cmd, size, 12, rpc.DecodeAllocBuffer)
+// serveInProcess hands the connection to a new compute process and
+// supervises it until it has exited.
+func (c *conn) serveInProcess(prefix []byte) (*exitInfo, ctl.Reason, string, string) {
+	p, err := c.start(prefix)
 	if err != nil {
-		return err
-	}
-	d, err := c.device(cmd, req.Device)
-	if err != nil {
-		return err
-	}
-	w := c.w
-	devName := w.backends[d].Device.Name
-	if limit, ok := w.reserve(c, d, req.Size); !ok {
-		w.met.quotaRefusals.WithLabelValues(limit).Inc()
-		w.events.add(Event{Kind: "quota", Conn: c.id, Peer: c.peer, Bytes: req.Size, Detail: limit})
-		w.log.Warn("allocation refused by quota", "conn", c.id, "device", devName, "bytes", req.Size, "limit", limit)
-		return c.reply(u64(0), u64(0))
-	}
-	buf, err := w.backends[d].Alloc(req.Size)
-	if err != nil {
-		w.unreserve(c, d, req.Size)
-		w.met.allocFailures.WithLabelValues(devName).Inc()
-		w.log.Warn("allocation failed", "conn", c.id, "device", devName, "bytes", req.Size)
-		return c.reply(u64(0), u64(0))
-	}
-	// Account what the device really gave (it may round up).
-	if real := buf.Size(); real != req.Size {
-		w.unreserve(c, d, req.Size)
-		if _, ok := w.reserve(c, d, real); !ok {
-			buf.Free()
-			w.met.quotaRefusals.WithLabelValues("max-memory").Inc()
-			return c.reply(u64(0), u64(0))
+		if r := c.endedBy(); r != "" {
+			return nil, r, "", ""
 		}
+		c.w.log.Error("cannot start a compute process", "conn", c.id, "err", err)
+		return nil, ctl.ReasonError, err.Error(), ""
 	}
-	h, vbase := c.assign(buf.Size(), w.backends[d].Alignment())
-	b := &binding{handle: h, dev: d, buf: buf, vbase: vbase, size: buf.Size(), created: time.Now()}
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		p.readStderr(c, p.stderr)
+	}()
+	c.control(p)
+	<-stderrDone
+	werr := p.cmd.Wait()
+	exit := &exitInfo{pid: p.pid}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			exit.code, exit.signal = -1, ws.Signal()
+		} else {
+			exit.code = ee.ExitCode()
+		}
+	} else if werr != nil {
+		exit.code = -1
+	}
+	a := p.page.Read()
+	exit.busy, exit.last = a.Busy, rpc.Cmd(a.Running)
+	exit.tail = p.crashLine()
+	p.ctl.Close()
+
 	c.mu.Lock()
-	c.buffers[h] = b
+	report, ended := c.report, c.ended
 	c.mu.Unlock()
-	w.met.allocs.WithLabelValues(devName).Inc()
-	return c.reply(u64(h), u64(b.size))
+	switch {
+	case ended != "":
+		return exit, ended, "", ""
+	case report != nil && !exit.crashed():
+		return exit, report.Reason, report.Detail, report.Violation
+	case report != nil && report.Reason == ctl.ReasonCrashed:
+		return exit, ctl.ReasonCrashed, report.Detail, ""
+	default:
+		return exit, ctl.ReasonCrashed, exit.String(), ""
+	}
 }
 
-// dataRange checks that [data+off, data+off+n) lies inside both the tensor
-// and its buffer, and returns the buffer offset.
-func (c *conn) dataRange(cmd rpc.Cmd, t *rpc.Tensor, tbytes, off, n uint64) (*binding, uint64, error) {
-	spec, b, _, err := c.resolveTensor(cmd, t, true)
-	if err != nil {
-		return nil, 0, err
+// start makes the process: the client socket, one end of a control
+// socketpair and the activity page are its descriptors 3, 4 and 5.
+func (c *conn) start(prefix []byte) (*proc, error) {
+	c.mu.Lock()
+	nc, ended := c.nc, c.ended
+	c.mu.Unlock()
+	if ended != "" {
+		return nil, errors.New("ended before its process started")
 	}
-	if off > tbytes || n > tbytes-off {
-		return nil, 0, violation(cmd, "range", "%d bytes at offset %d run past tensor %q (%d bytes)", n, off, t.NameString(), tbytes)
-	}
-	start := spec.Offset + off
-	if start > b.size || n > b.size-start {
-		return nil, 0, violation(cmd, "range", "%d bytes at offset %d run past the buffer", n, off)
-	}
-	return b, start, nil
-}
-
-func tensorBytes(t *rpc.Tensor) uint64 {
-	n, ok := t.Nbytes()
+	tc, ok := nc.(*net.TCPConn)
 	if !ok {
-		return 0
+		return nil, fmt.Errorf("not a TCP connection: %T", nc)
 	}
-	return n
+	client, err := tc.File()
+	if err != nil {
+		return nil, fmt.Errorf("client socket: %w", err)
+	}
+	defer client.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "control"), os.NewFile(uintptr(fds[1]), "control")
+	defer theirs.Close()
+	cc, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	page, pageFile, err := ctl.NewPage()
+	if err != nil {
+		cc.Close()
+		return nil, err
+	}
+	defer pageFile.Close()
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		cc.Close()
+		page.Close()
+		return nil, fmt.Errorf("stderr pipe: %w", err)
+	}
+	defer stderrW.Close()
+
+	cfg := c.w.cfg
+	cmd := exec.Command(cfg.Compute.Path, append(slices.Clone(cfg.Compute.Args), "serve")...)
+	cmd.Env = append(os.Environ(), cfg.Compute.Env...)
+	cmd.ExtraFiles = []*os.File{client, theirs, pageFile}
+	cmd.Stderr = stderrW
+	// Its own process group, so a terminal's ^C reaches only the
+	// supervisor, which drains; and it dies with the supervisor.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		cc.Close()
+		page.Close()
+		stderrR.Close()
+		return nil, fmt.Errorf("start %s: %w", cfg.Compute.Path, err)
+	}
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, page: page, ctl: ctl.NewConn(cc), started: time.Now(), stderr: stderrR}
+	ini := ctl.Init{Conn: c.id, Peer: c.peer, Devices: c.w.devs, Threads: cfg.Threads, CacheDir: cfg.CacheDir,
+		IdleTimeout: cfg.IdleTimeout, Keepalive: c.w.socketKeepalive(), MaxGraphBytes: cfg.MaxGraphBytes, Prefix: prefix}
+	c.mu.Lock()
+	c.proc = p
+	c.nc = nil // the process has the socket now; ours closes below
+	ended = c.ended
+	c.mu.Unlock()
+	nc.Close()
+	if ended != "" {
+		p.cmd.Process.Kill()
+	}
+	if err := p.ctl.Send(ini); err != nil {
+		p.cmd.Process.Kill()
+	}
+	c.w.met.processStarts.Inc()
+	return p, nil
 }
 
-func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
-	const hdr = rpc.TensorSize + 8
-	if size < hdr {
-		return violation(cmd, "size", "payload is %d bytes, want at least %d", size, hdr)
-	}
-	p := make([]byte, hdr)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		return err
-	}
-	h, err := rpc.DecodeSetTensorHeader(p)
-	if err != nil {
-		return err
-	}
-	n := size - hdr
-	b, start, err := c.dataRange(cmd, &h.Tensor, tensorBytes(&h.Tensor), h.Offset, n)
-	if err != nil {
-		return err
-	}
-	if b.buf.IsHost() {
-		// Straight from the socket into device memory: no copy.
-		if _, err := io.ReadFull(c.br, b.buf.HostBytes(start, n)); err != nil {
-			return err
+// control handles the process's messages until it closes its end.
+func (c *conn) control(p *proc) {
+	w := c.w
+	for {
+		var m ctl.Msg
+		if err := p.ctl.Recv(&m); err != nil {
+			return
 		}
-		if c.w.cache != nil && n > rpc.BoxCacheThreshold {
-			c.w.cache.put(b.buf.HostBytes(start, n))
-		}
-		return nil
-	}
-	chunk := make([]byte, min(n, 8<<20))
-	var all []byte
-	if c.w.cache != nil && n > rpc.BoxCacheThreshold {
-		all = make([]byte, 0, n)
-	}
-	for done := uint64(0); done < n; {
-		k := min(uint64(len(chunk)), n-done)
-		if _, err := io.ReadFull(c.br, chunk[:k]); err != nil {
-			return err
-		}
-		b.buf.Write(start+done, chunk[:k])
-		if all != nil {
-			all = append(all, chunk[:k]...)
-		}
-		done += k
-	}
-	if all != nil {
-		c.w.cache.put(all)
-	}
-	return nil
-}
-
-func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
-	req, err := readFixed(c, cmd, size, rpc.TensorSize+16, rpc.DecodeSetTensorHash)
-	if err != nil {
-		return err
-	}
-	// Validate the tensor whether or not the data is cached: a bad tensor is
-	// a bad client either way.
-	if _, _, _, err := c.resolveTensor(cmd, &req.Tensor, true); err != nil {
-		return err
-	}
-	if c.w.cache == nil {
-		return c.reply([]byte{0})
-	}
-	// The cached data goes straight into the tensor (host buffers) and is
-	// verified there; if it turns out corrupt the client is told to send it,
-	// which overwrites it.
-	var rangeErr error
-	ok := c.w.cache.readInto(req.Hash, func(n uint64) []byte {
-		b, start, err := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, n)
-		if err != nil {
-			rangeErr = err
-			return nil
-		}
-		if b.buf.IsHost() {
-			return b.buf.HostBytes(start, n)
-		}
-		return nil
-	}, func(n uint64, data []byte) {
-		b, start, _ := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, n)
-		b.buf.Write(start, data)
-	})
-	if rangeErr != nil {
-		return rangeErr
-	}
-	if !ok {
-		return c.reply([]byte{0})
-	}
-	c.w.met.cacheHits.Inc()
-	return c.reply([]byte{1})
-}
-
-func (c *conn) getTensor(cmd rpc.Cmd, size uint64) error {
-	req, err := readFixed(c, cmd, size, rpc.TensorSize+16, rpc.DecodeGetTensor)
-	if err != nil {
-		return err
-	}
-	b, start, err := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, req.Size)
-	if err != nil {
-		return err
-	}
-	if b.buf.IsHost() {
-		return c.reply(b.buf.HostBytes(start, req.Size))
-	}
-	out := make([]byte, req.Size)
-	b.buf.Read(start, out)
-	return c.reply(out)
-}
-
-func (c *conn) copyTensor(cmd rpc.Cmd, size uint64) error {
-	req, err := readFixed(c, cmd, size, 2*rpc.TensorSize, rpc.DecodeCopyTensor)
-	if err != nil {
-		return err
-	}
-	src, _, srcN, err := c.resolveTensor(cmd, &req.Src, true)
-	if err != nil {
-		return err
-	}
-	dst, db, _, err := c.resolveTensor(cmd, &req.Dst, true)
-	if err != nil {
-		return err
-	}
-	if dst.Offset+srcN > db.size || dst.Offset+srcN < dst.Offset {
-		return violation(cmd, "range", "copy of %d bytes runs past the destination buffer", srcN)
-	}
-	// ggml copies only between identical layouts (it asserts); anything else
-	// is answered "not supported" and the client falls back.
-	if src.Type != dst.Type || src.NE != dst.NE || src.NB != dst.NB {
-		return c.reply([]byte{0})
-	}
-	if err := ggml.Copy(src, dst); err != nil {
-		return c.reply([]byte{0})
-	}
-	return c.reply([]byte{1})
-}
-
-func (c *conn) getAllocSize(cmd rpc.Cmd, size uint64) error {
-	req, err := readFixed(c, cmd, size, 4+rpc.TensorSize*(1+rpc.MaxSrc), rpc.DecodeGetAllocSize)
-	if err != nil {
-		return err
-	}
-	d, err := c.device(cmd, req.Device)
-	if err != nil {
-		return err
-	}
-	t, _, n, err := c.resolveTensor(cmd, &req.Tensor, false)
-	if err != nil {
-		return err
-	}
-	var srcs []ggml.TensorSpec
-	for i := range req.Srcs {
-		if req.Srcs[i].ID == 0 {
+		if m.Dev < 0 || m.Dev >= len(w.devs) {
 			continue
 		}
-		s, _, _, err := c.resolveTensor(cmd, &req.Srcs[i], false)
-		if err != nil {
-			return err
+		dev := w.devs[m.Dev].Name
+		switch m.Op {
+		case ctl.OpReserve:
+			limit, ok := w.reserve(c, m.Dev, m.Size)
+			if !ok {
+				w.met.quotaRefusals.WithLabelValues(limit).Inc()
+				w.events.add(Event{Kind: EventQuota, Conn: c.id, Peer: c.peer, Bytes: m.Size, Detail: limit})
+				w.log.Warn("allocation refused by quota", "conn", c.id, "device", dev, "bytes", m.Size, "limit", limit)
+			}
+			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: ok, Limit: limit})
+		case ctl.OpUnreserve:
+			w.unreserve(c, m.Dev, m.Size)
+		case ctl.OpMemory:
+			free, total := w.deviceMemory(m.Dev)
+			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: true, Free: free, Total: total})
+		case ctl.OpBind:
+			c.mu.Lock()
+			c.buffers[m.Handle] = &binding{handle: m.Handle, dev: m.Dev, size: m.Size, created: time.Now()}
+			c.mu.Unlock()
+			w.met.allocs.WithLabelValues(dev).Inc()
+		case ctl.OpName:
+			c.mu.Lock()
+			if b := c.buffers[m.Handle]; b != nil && b.name == "" {
+				b.name = truncate(m.Name, 64)
+			}
+			c.mu.Unlock()
+		case ctl.OpFree:
+			c.mu.Lock()
+			b := c.buffers[m.Handle]
+			delete(c.buffers, m.Handle)
+			c.mu.Unlock()
+			if b != nil {
+				w.unreserve(c, b.dev, b.size)
+				w.met.frees.WithLabelValues(w.devs[b.dev].Name).Inc()
+				w.freedTotal.Add(b.size)
+			}
+		case ctl.OpAllocFail:
+			w.met.allocFailures.WithLabelValues(dev).Inc()
+			w.log.Warn("allocation failed", "conn", c.id, "device", dev, "bytes", m.Size)
+		case ctl.OpEnd:
+			c.mu.Lock()
+			c.report = &m
+			c.state = ctl.StateClosed
+			c.mu.Unlock()
+			// The process exits next. If it does not, its memory is not
+			// given back: say so while it lingers.
+			go c.expectExit(p)
 		}
-		t.Src[i] = int32(len(srcs) + 1)
-		srcs = append(srcs, s)
 	}
-	alloc := c.w.backends[d].AllocSize(t, srcs)
-	return c.reply(u64(max(alloc, n)))
 }
 
-// dropGraphsUsing forgets stored graphs that point into b, so a RECOMPUTE
-// can never touch freed memory.
-func (c *conn) dropGraphsUsing(b *binding) {
-	for i, g := range c.graphs {
-		if g == nil {
+// unreleasedAfter is how long a process that reported its end may take to
+// exit before the supervisor calls its memory unreleased.
+const unreleasedAfter = 2 * time.Second
+
+func (c *conn) expectExit(p *proc) {
+	select {
+	case <-c.done:
+	case <-time.After(unreleasedAfter):
+		c.mu.Lock()
+		n, bytes := len(c.buffers), c.bytes
+		c.mu.Unlock()
+		c.w.met.unreleased.Inc()
+		c.w.events.add(Event{Kind: EventUnreleased, Conn: c.id, Peer: c.peer, PID: p.pid, Buffers: n, Bytes: bytes,
+			Detail: fmt.Sprintf("process %d still alive %v after its connection ended", p.pid, unreleasedAfter)})
+		c.w.log.Error("memory not given back: the connection ended but its process lives on", "conn", c.id, "pid", p.pid,
+			"buffers", n, "bytes", bytes)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// readStderr relays the process's stderr to the log and keeps its last
+// lines for a crash report.
+func (p *proc) readStderr(c *conn, r *os.File) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
 			continue
 		}
-		if _, ok := g.g.Buffers[b.buf]; ok {
-			g.g.Free()
-			c.graphs[i] = nil
+		p.tailMu.Lock()
+		if len(p.tail) == 32 {
+			p.tail = p.tail[1:]
 		}
+		p.tail = append(p.tail, line)
+		p.tailMu.Unlock()
+		c.w.log.Warn("compute process", "conn", c.id, "pid", p.pid, "says", line)
+	}
+}
+
+// crashLine picks the most telling line of what a process printed last:
+// ggml's assertion or Go's panic line, else the last line.
+func (p *proc) crashLine() string {
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	for _, l := range p.tail {
+		for _, mark := range []string{"GGML_ASSERT", "panic:", "fatal error:", "Assertion", "abort"} {
+			if strings.Contains(l, mark) {
+				return truncate(l, 300)
+			}
+		}
+	}
+	if len(p.tail) > 0 {
+		return truncate(p.tail[len(p.tail)-1], 300)
+	}
+	return ""
+}
+
+// endedBy is the reason the supervisor ended the connection, if it did.
+func (c *conn) endedBy() ctl.Reason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
+
+// terminate ends the connection now: its process is killed (or, before
+// one exists, its socket closed). The first reason given wins.
+func (c *conn) terminate(why ctl.Reason) {
+	c.mu.Lock()
+	if c.ended == "" {
+		c.ended = why
+	}
+	p, nc := c.proc, c.nc
+	c.mu.Unlock()
+	if p != nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+	} else if nc != nil {
+		nc.Close()
+	}
+}
+
+// drain asks the connection to end at its next command boundary.
+func (c *conn) drain() {
+	c.mu.Lock()
+	if c.ended == "" {
+		c.ended = ctl.ReasonShutdown
+	}
+	p, nc := c.proc, c.nc
+	c.mu.Unlock()
+	if p != nil {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	} else if nc != nil {
+		nc.Close()
+	}
+}
+
+// activity is the process's page, if it has one.
+func (c *conn) activity() (ctl.Activity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc == nil || c.proc.page == nil {
+		return ctl.Activity{}, false
+	}
+	return c.proc.page.Read(), true
+}
+
+// finish accounts the end of the connection: the process (if any) has
+// exited and been reaped, so the kernel and the driver have its memory
+// back; the quota it held returns, and the end is logged, counted and
+// recorded as an event.
+func (c *conn) finish(reason ctl.Reason, detail, violationKind string, exit *exitInfo) {
+	w := c.w
+	w.mu.Lock()
+	c.mu.Lock()
+	c.state = ctl.StateClosed
+	n, bytes := len(c.buffers), c.bytes
+	devBytes := slices.Clone(c.devBytes)
+	c.buffers = map[uint64]*binding{}
+	p := c.proc
+	if p != nil {
+		w.finished.add(p.page)
+		p.page.Close()
+		p.page = nil
+	}
+	c.mu.Unlock()
+	w.mu.Unlock()
+	for d, b := range devBytes {
+		w.unreserve(c, d, b)
+	}
+	w.freedTotal.Add(bytes)
+	pid := 0
+	if p != nil {
+		pid = p.pid
+		w.verifyReleased(c, pid)
+	}
+	w.mu.Lock()
+	delete(w.conns, c.id)
+	w.mu.Unlock()
+
+	w.met.connections.Dec()
+	w.met.closes.WithLabelValues(string(reason)).Inc()
+	if reason == ctl.ReasonDeadPeer || reason == ctl.ReasonIdle {
+		w.met.reaped.WithLabelValues(string(reason)).Inc()
+	}
+	if violationKind != "" {
+		w.met.protoErrors.WithLabelValues(violationKind).Inc()
+	}
+	kind := EventDisconnect
+	if reason == ctl.ReasonCrashed {
+		kind = EventCrashed
+		w.met.crashes.Inc()
+	}
+	w.events.add(Event{Kind: kind, Conn: c.id, Peer: c.peer, PID: pid, Reason: reason, Detail: detail, Violation: violationKind,
+		Buffers: n, Bytes: bytes})
+	log := w.log.Info
+	switch reason {
+	case ctl.ReasonViolation, ctl.ReasonDeadPeer, ctl.ReasonError, ctl.ReasonComputeTimeout:
+		log = w.log.Warn
+	case ctl.ReasonCrashed:
+		log = w.log.Error
+	}
+	args := []any{"conn", c.id, "peer", c.peer, "reason", reason, "buffers", n, "bytes", bytes}
+	if pid != 0 {
+		args = append(args, "pid", pid)
+	}
+	if detail != "" {
+		args = append(args, "detail", detail)
+	}
+	if violationKind != "" {
+		args = append(args, "violation", violationKind)
+	}
+	log("connection closed, memory given back", args...)
+}
+
+// verifyReleased checks, where the driver can tell, that an exited
+// process holds no device memory any more.
+func (w *Worker) verifyReleased(c *conn, pid int) {
+	if w.cfg.DriverMemory == nil {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := w.cfg.DriverMemory()
+		if err != nil {
+			return
+		}
+		held, listed := m[pid]
+		if !listed {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.met.unreleased.Inc()
+			w.events.add(Event{Kind: EventUnreleased, Conn: c.id, Peer: c.peer, PID: pid, Bytes: held,
+				Detail: fmt.Sprintf("the GPU driver still lists process %d 5s after it exited", pid)})
+			w.log.Error("GPU memory not given back after the process exited", "conn", c.id, "pid", pid, "bytes", held)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

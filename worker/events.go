@@ -3,19 +3,38 @@ package worker
 import (
 	"sync"
 	"time"
+
+	"github.com/boxproj/box/worker/ctl"
+)
+
+// EventKind says what happened.
+type EventKind string
+
+const (
+	EventConnect    EventKind = "connect"
+	EventDisconnect EventKind = "disconnect" // ended; Reason says why
+	EventCrashed    EventKind = "crashed"    // its compute process died; Detail has the last words
+	// EventUnreleased: a connection's memory was not given back (its
+	// process outlived its connection, or the GPU driver still lists it).
+	EventUnreleased       EventKind = "unreleased"
+	EventQuota            EventKind = "quota"   // an allocation refused by a quota
+	EventRefused          EventKind = "refused" // a connection refused by --allow
+	EventClosedByOperator EventKind = "closed-by-operator"
+	EventShutdown         EventKind = "shutdown"
 )
 
 // Event is one lifecycle event, as /v1/events reports it.
 type Event struct {
-	Seq     uint64    `json:"seq"`
-	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // connect, disconnect, leaked, quota, refused, closed-by-operator, shutdown
-	Conn    uint64    `json:"conn,omitempty"`
-	Peer    string    `json:"peer,omitempty"`
-	Reason  string    `json:"reason,omitempty"` // closed, dead-peer, idle, violation, error, operator, shutdown
-	Buffers int       `json:"buffers,omitempty"`
-	Bytes   uint64    `json:"bytes,omitempty"`
-	Detail  string    `json:"detail,omitempty"`
+	Seq     uint64     `json:"seq"`
+	Time    time.Time  `json:"time"`
+	Kind    EventKind  `json:"kind"`
+	Conn    uint64     `json:"conn,omitempty"`
+	Peer    string     `json:"peer,omitempty"`
+	PID     int        `json:"pid,omitempty"`    // the connection's compute process
+	Reason  ctl.Reason `json:"reason,omitempty"` // why a connection ended
+	Buffers int        `json:"buffers,omitempty"`
+	Bytes   uint64     `json:"bytes,omitempty"`
+	Detail  string     `json:"detail,omitempty"`
 	// Violation is the protocol error's kind (size, device, type, buffer,
 	// range, graph, op, index, hello, command, ...) when Reason is violation.
 	Violation string `json:"violation,omitempty"`

@@ -29,7 +29,7 @@ func seedStream() []byte {
 	const base = 1 << 40
 	a, bb := f32t(0x1000, 1, base, 4), f32t(0x2000, 1, base+16, 4)
 	sum := f32t(0x3000, 1, base+32, 4)
-	sum.Op, sum.Src[0], sum.Src[1] = opAdd, 0x1000, 0x2000
+	sum.Op, sum.Src[0], sum.Src[1] = rpc.OpAdd, 0x1000, 0x2000
 	frame(rpc.CmdSetTensor, rpc.SetTensorReq{SetTensorHeader: rpc.SetTensorHeader{Tensor: a}, Data: f32bytes([]float32{1, 2, 3, 4})}.Encode())
 	frame(rpc.CmdSetTensor, rpc.SetTensorReq{SetTensorHeader: rpc.SetTensorHeader{Tensor: bb}, Data: f32bytes([]float32{10, 20, 30, 40})}.Encode())
 	frame(rpc.CmdGraphCompute, graphMsg([]uint64{0x3000}, a, bb, sum))

@@ -15,6 +15,7 @@ import (
 	"github.com/boxproj/box/ggml"
 	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/compute/computetest"
 )
 
 var testLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -27,16 +28,26 @@ type testWorker struct {
 	stop  func()
 }
 
-func startWorker(t testing.TB, cfg Config) *testWorker {
+func startWorker(t testing.TB, cfg Config) *testWorker { return startWorkerFault(t, cfg, "") }
+
+// startWorkerFault starts a worker whose compute processes are this test
+// binary, with a test fault ("" for none; see package computetest).
+func startWorkerFault(t testing.TB, cfg Config, fault string) *testWorker {
+	t.Helper()
+	return startWorkerAt(t, cfg, fault, "127.0.0.1:0")
+}
+
+func startWorkerAt(t testing.TB, cfg Config, fault, addr string) *testWorker {
 	t.Helper()
 	if cfg.Threads == 0 {
 		cfg.Threads = 2
 	}
+	cfg.Compute = Command{Path: computetest.Executable(), Env: computetest.Env(fault)}
 	w, err := New(cfg, testLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := w.Listen(context.Background(), "127.0.0.1:0")
+	ln, err := w.Listen(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,15 +18,18 @@ import (
 	"time"
 
 	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/compute/computetest"
+	"github.com/boxproj/box/worker/ctl"
 )
 
 // The test binary doubles as a client process (for kill -9 and network
 // namespace tests) when BOX_TEST_CLIENT is set.
+// It is also the worker's compute process (package computetest).
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("BOX_TEST_CLIENT"); mode != "" {
 		os.Exit(clientMain(mode, os.Getenv("BOX_TEST_ADDR")))
 	}
-	os.Exit(m.Run())
+	computetest.Main(m)
 }
 
 // clientMain connects, allocates, says "ready" on stdout, then either
@@ -118,15 +121,20 @@ func startClient(t *testing.T, mode, addr string, wrap ...string) *exec.Cmd {
 	return cmd
 }
 
-// rss is this process's resident memory: the CPU device's memory, since
-// the worker under test runs in this process.
+// rss is this process's resident memory: the supervisor's, since the
+// worker under test runs in this process.
 func rss(t *testing.T) uint64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	return vmRSS(t, string(b))
+}
+
+func vmRSS(t *testing.T, status string) uint64 {
+	t.Helper()
+	for _, line := range strings.Split(status, "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			var kb uint64
 			fmt.Sscan(strings.TrimSpace(v), &kb)
@@ -143,20 +151,42 @@ func TestKillClientMidUpload(t *testing.T) {
 	cmd := startClient(t, "upload", w.addr)
 	waitBound(t, w, 320<<20, 5*time.Second) // both connections' buffers
 	waitConns(t, w, 2, time.Second)
-	if peak := rss(t); peak < baseline+150<<20 {
-		t.Fatalf("the upload did not land: RSS %d MiB, baseline %d MiB", peak>>20, baseline>>20)
+	// The memory is in the connections' compute processes, not the
+	// supervisor.
+	var pids []int
+	var held uint64
+	for _, c := range w.Connections() {
+		pids = append(pids, c.PID)
+		held += pidRSS(t, c.PID)
+	}
+	if held < 150<<20 {
+		t.Fatalf("the upload did not land: compute processes %v hold %d MiB", pids, held>>20)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitBound(t, w, 0, 2*time.Second)
 	waitConns(t, w, 0, 2*time.Second)
-	// The device's memory (this process's, for the CPU device) is given
-	// back to the system, not just marked free: within 32 MiB of where it
-	// was, though 193 MiB had been written.
-	if after := rss(t); after > baseline+32<<20 {
-		t.Fatalf("RSS %d MiB after release, baseline %d MiB", after>>20, baseline>>20)
+	// Given back to the system, not just marked free: the processes that
+	// held it are gone, and the supervisor never held it.
+	for _, pid := range pids {
+		if processAlive(pid) {
+			t.Fatalf("compute process %d still alive", pid)
+		}
 	}
+	if after := rss(t); after > baseline+32<<20 {
+		t.Fatalf("supervisor RSS %d MiB after release, baseline %d MiB", after>>20, baseline>>20)
+	}
+}
+
+// pidRSS is a process's resident memory.
+func pidRSS(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vmRSS(t, string(b))
 }
 
 // A peer whose host vanishes (no FIN, no RST) is found by TCP keepalive.
@@ -203,20 +233,7 @@ func TestVanishedPeerReapedByKeepalive(t *testing.T) {
 
 func startWorkerOn(t *testing.T, cfg Config, addr string) *testWorker {
 	t.Helper()
-	cfg.Threads = 2
-	w, err := New(cfg, testLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := w.Listen(context.Background(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &testWorker{Worker: w, addr: ln.Addr().String()}
+	return startWorkerAt(t, cfg, "", addr)
 }
 
 func TestIdleTimeoutReaps(t *testing.T) {
@@ -328,7 +345,7 @@ func TestAdminAPIShowsBindingsAndClosesConnections(t *testing.T) {
 	json.Unmarshal([]byte(get(t, w.admin+"/v1/events")), &evs)
 	kinds := []string{}
 	for _, e := range evs.Events {
-		kinds = append(kinds, e.Kind+"/"+e.Reason)
+		kinds = append(kinds, string(e.Kind)+"/"+string(e.Reason))
 	}
 	if got := strings.Join(kinds, ","); got != "connect/,closed-by-operator/,disconnect/operator" {
 		t.Fatalf("events %s", got)
@@ -379,7 +396,7 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 	if hash != 0x86fa320a4d504445 {
 		t.Fatalf("hash %x, want the protocol's test vector", hash)
 	}
-	if st, err := os.Stat(file); err != nil || st.Size() != n+cacheHeader {
+	if st, err := os.Stat(file); err != nil || st.Size() != n+24 /* the entry header */ {
 		t.Fatalf("cache file: %v %v", st, err)
 	}
 	c.BufferClear(ctx, h, 0)
@@ -411,37 +428,82 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 	}
 }
 
-// With the leak fault, a closed connection keeps its buffers; an operator
-// close or the worker's shutdown still frees them.
-func TestLeakFaultKeepsBuffersUntilShutdown(t *testing.T) {
-	w := startWorker(t, Config{Fault: FaultLeakOnDisconnect})
-	c := dial(t, w.addr)
-	if h, _, err := c.AllocBuffer(context.Background(), 0, 3<<20); err != nil || h == 0 {
-		t.Fatal(err)
+// With the leak fault, a compute process outlives its connection: the
+// supervisor keeps its bytes accounted (the process still holds them),
+// shows the connection closed with its buffers, and raises "unreleased";
+// an operator close, or the worker's shutdown, kills the process and the
+// memory comes back.
+func TestLeakFaultKeepsBuffersUntilKilled(t *testing.T) {
+	for _, end := range []string{"operator", "shutdown"} {
+		t.Run(end, func(t *testing.T) {
+			w := startWorkerFault(t, Config{Grace: time.Second}, computetest.LeakOnDisconnect)
+			c := dial(t, w.addr)
+			if h, _, err := c.AllocBuffer(context.Background(), 0, 3<<20); err != nil || h == 0 {
+				t.Fatal(err)
+			}
+			c.Close()
+			var conns []ConnInfo
+			waitFor := time.Now().Add(5 * time.Second)
+			for {
+				conns = w.Connections()
+				if len(conns) == 1 && conns[0].State == ctl.StateClosed {
+					break
+				}
+				if time.Now().After(waitFor) {
+					t.Fatalf("connections %+v", conns)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if w.BoundBytes() != 3<<20 || len(conns[0].Buffers) != 1 || conns[0].PID == 0 {
+				t.Fatalf("bound %d, conn %+v: want the leaked 3 MiB in one buffer of a live process", w.BoundBytes(), conns[0])
+			}
+			waitEvent(t, w, EventUnreleased, 5*time.Second)
+			switch end {
+			case "operator":
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if found, err := w.CloseConn(ctx, conns[0].ID); !found || err != nil {
+					t.Fatalf("close: %v %v", found, err)
+				}
+			case "shutdown":
+				done := make(chan struct{})
+				go func() { w.stop(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					t.Fatal("shutdown hung with a leaking process")
+				}
+			}
+			if w.BoundBytes() != 0 || processAlive(conns[0].PID) {
+				t.Fatalf("bound %d, process %d alive %v after %s", w.BoundBytes(), conns[0].PID, processAlive(conns[0].PID), end)
+			}
+		})
 	}
-	c.Close()
-	waitFor := time.Now().Add(2 * time.Second)
+}
+
+// waitEvent waits for an event of kind and returns it.
+func waitEvent(t testing.TB, w *testWorker, kind EventKind, within time.Duration) Event {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		conns := w.Connections()
-		if len(conns) == 1 && conns[0].State == "closed" {
-			break
+		for _, e := range w.events.since(0) {
+			if e.Kind == kind {
+				return e
+			}
 		}
-		if time.Now().After(waitFor) {
-			t.Fatalf("connections %+v", conns)
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event within %v: %+v", kind, within, w.events.since(0))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if w.BoundBytes() != 3<<20 {
-		t.Fatalf("bound %d, want the leaked 3 MiB", w.BoundBytes())
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
 	}
-	done := make(chan struct{})
-	go func() { w.stop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("shutdown hung with a leaked connection")
-	}
-	if w.BoundBytes() != 0 {
-		t.Fatalf("bound %d after shutdown", w.BoundBytes())
-	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
 }

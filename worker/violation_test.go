@@ -113,26 +113,26 @@ func TestMalformedMessagesCloseOnlyTheirConnection(t *testing.T) {
 		{"graph tensor with an address but no buffer", true, "buffer", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 64)
 			sum := f32t(3, h, base, 4)
-			sum.Op, sum.Src[0], sum.Src[1] = opAdd, 1, 2
+			sum.Op, sum.Src[0], sum.Src[1] = rpc.OpAdd, 1, 2
 			sendGraph(rc, graphMsg([]uint64{3}, f32t(1, 0, 0x7f0000001000, 4), f32t(2, h, base+16, 4), sum))
 		}},
 		{"graph tensor with no buffer at all", true, "buffer", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 64)
 			sum := f32t(3, h, base, 4)
-			sum.Op, sum.Src[0], sum.Src[1] = opAdd, 1, 2
+			sum.Op, sum.Src[0], sum.Src[1] = rpc.OpAdd, 1, 2
 			sendGraph(rc, graphMsg([]uint64{3}, f32t(1, 0, 0, 4), f32t(2, h, base+16, 4), sum))
 		}},
 		{"graph source not sent", true, "graph", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 64)
 			sum := f32t(3, h, base, 4)
-			sum.Op, sum.Src[0], sum.Src[1] = opAdd, 1, 2
+			sum.Op, sum.Src[0], sum.Src[1] = rpc.OpAdd, 1, 2
 			sendGraph(rc, graphMsg([]uint64{3}, f32t(1, h, base+16, 4), sum))
 		}},
 		{"graph with a cycle", true, "graph", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 64)
 			a, b := f32t(1, h, base, 4), f32t(2, h, base+16, 4)
-			a.Op, a.Src[0] = opCont, 2
-			b.Op, b.Src[0] = opCont, 1
+			a.Op, a.Src[0] = rpc.OpCont, 2
+			b.Op, b.Src[0] = rpc.OpCont, 1
 			sendGraph(rc, graphMsg([]uint64{1, 2}, a, b))
 		}},
 		{"recompute before compute", true, "graph", func(t *testing.T, rc *rawConn) {
@@ -141,7 +141,7 @@ func TestMalformedMessagesCloseOnlyTheirConnection(t *testing.T) {
 		{"custom op with a function pointer", true, "op", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 64)
 			n := f32t(2, h, base+16, 4)
-			n.Op, n.Src[0] = opCustom, 1
+			n.Op, n.Src[0] = rpc.OpCustom, 1
 			binary.LittleEndian.PutUint64(n.OpParams[:], 0x4141414141414141)
 			sendGraph(rc, graphMsg([]uint64{2}, f32t(1, h, base, 4), n))
 		}},
@@ -155,7 +155,7 @@ func TestMalformedMessagesCloseOnlyTheirConnection(t *testing.T) {
 			h, base := rc.alloc(t, 4096)
 			a, b := f32t(1, h, base, 8, 4), f32t(2, h, base+256, 6, 2)
 			d := f32t(3, h, base+512, 4, 2)
-			d.Op, d.Src[0], d.Src[1] = opMulMat, 1, 2
+			d.Op, d.Src[0], d.Src[1] = rpc.OpMulMat, 1, 2
 			sendGraph(rc, graphMsg([]uint64{3}, a, b, d))
 		}},
 		{"get_rows index out of range", true, "index", func(t *testing.T, rc *rawConn) {
@@ -164,7 +164,7 @@ func TestMalformedMessagesCloseOnlyTheirConnection(t *testing.T) {
 			ids.Type = tI32
 			rc.send(rpc.CmdSetTensor, rpc.SetTensorReq{SetTensorHeader: rpc.SetTensorHeader{Tensor: ids}, Data: i32bytes(1, 7)}.Encode())
 			d := f32t(3, h, base+512, 4, 2)
-			d.Op, d.Src[0], d.Src[1] = opGetRows, 1, 2
+			d.Op, d.Src[0], d.Src[1] = rpc.OpGetRows, 1, 2
 			sendGraph(rc, graphMsg([]uint64{3}, src, ids, d))
 		}},
 		{"graph larger than the limit", true, "size", func(t *testing.T, rc *rawConn) {
@@ -233,7 +233,7 @@ func TestIndexListedAsNodeIsStillChecked(t *testing.T) {
 	ids.Type = tI32
 	rc.send(rpc.CmdSetTensor, rpc.SetTensorReq{SetTensorHeader: rpc.SetTensorHeader{Tensor: ids}, Data: i32bytes(1, 7)}.Encode())
 	d := f32t(3, h, base+512, 4, 2)
-	d.Op, d.Src[0], d.Src[1] = opGetRows, 1, 2
+	d.Op, d.Src[0], d.Src[1] = rpc.OpGetRows, 1, 2
 	rc.send(rpc.CmdGraphCompute, graphMsg([]uint64{2, 3}, src, ids, d))
 	if !rc.closedByPeer(3 * time.Second) {
 		t.Fatal("connection not closed")

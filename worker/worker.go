@@ -1,25 +1,40 @@
-// Package worker is box's ggml RPC server (protocol 3.6.0). Every buffer is
-// bound to the connection that allocated it and freed when that connection
-// ends, whatever the reason; every field a client sends is validated before
-// ggml sees it; memory quotas are enforced; and everything is visible on an
-// admin HTTP API.
+// Package worker is box's ggml RPC server (protocol 3.6.0) as a supervisor
+// and one compute process per connection (package worker/compute), in the
+// manner of PostgreSQL's postmaster and backends.
+//
+// The supervisor accepts connections, applies --allow, answers the device
+// questions a client asks first (HELLO, DEVICE_COUNT, GET_DEVICE_MEMORY,
+// GET_ALIGNMENT, GET_MAX_SIZE) from a description of the devices taken
+// once at start, and starts a compute process when a command needs a
+// backend, handing it the socket. It owns the quotas (a process asks
+// before every allocation), the admin API, metrics and events. A process
+// that ends, however it ends, gives everything back to the kernel and the
+// device driver; the supervisor checks it is gone and, on NVIDIA hosts, that
+// the driver no longer lists it.
+//
+// This package is pure Go: it never loads ggml.
 package worker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/hostmem"
 	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/cache"
+	"github.com/boxproj/box/worker/ctl"
 )
 
 // Config is what `box worker` is started with.
@@ -45,13 +60,30 @@ type Config struct {
 	Allow []netip.Prefix
 	// MaxGraphBytes bounds one GRAPH_COMPUTE message.
 	MaxGraphBytes uint64
-	// Fault injects a known bug, for tests of the leak checker only:
-	// "leak-on-disconnect" keeps a connection's buffers after it ends.
-	Fault string
+	// MaxComputeTime bounds one GRAPH_COMPUTE or GRAPH_RECOMPUTE; past it
+	// the connection's process is killed (default 60s).
+	MaxComputeTime time.Duration
+	// Grace is how long Serve's shutdown lets processes finish their
+	// command before killing them (default 10s).
+	Grace time.Duration
+	// Compute is how a compute process is started (default: this
+	// executable with the hidden command "__compute").
+	Compute Command
+	// DriverMemory, when set, lists the device memory the GPU driver
+	// reports per process (NVML). It is used to show each connection's
+	// figure and to check that an ended process's memory is gone.
+	DriverMemory func() (map[int]uint64, error)
 }
 
-// Defaults fills zero fields.
-func (c *Config) defaults() {
+// Command is how to start a compute process: Path with Args, then the mode
+// ("describe" or "serve"), with Env added to this process's environment.
+type Command struct {
+	Path string
+	Args []string
+	Env  []string
+}
+
+func (c *Config) defaults() error {
 	if c.Keepalive == 0 {
 		c.Keepalive = 10 * time.Second
 	}
@@ -64,40 +96,57 @@ func (c *Config) defaults() {
 	if c.MaxGraphBytes == 0 {
 		c.MaxGraphBytes = 256 << 20
 	}
+	if c.MaxComputeTime == 0 {
+		c.MaxComputeTime = 60 * time.Second
+	}
+	if c.Grace == 0 {
+		c.Grace = 10 * time.Second
+	}
+	if c.Compute.Path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find own executable for compute processes: %w", err)
+		}
+		c.Compute = Command{Path: exe, Args: []string{"__compute"}}
+	}
+	return nil
 }
-
-// FaultLeakOnDisconnect is the test-only fault that reproduces the seed bug.
-const FaultLeakOnDisconnect = "leak-on-disconnect"
 
 // Worker serves RPC connections. Create with New, run with Serve.
 type Worker struct {
-	cfg      Config
-	log      *slog.Logger
-	backends []*ggml.Backend
-	cache    *cache
-	met      *metrics
-	events   *eventLog
-	started  time.Time
+	cfg     Config
+	log     *slog.Logger
+	devs    []ctl.Device
+	met     *metrics
+	events  *eventLog
+	started time.Time
 
 	mu       sync.Mutex
 	conns    map[uint64]*conn
 	devBytes []uint64
 	nextConn uint64
+	finished histograms // latency of commands of processes that ended
 	wg       sync.WaitGroup
 
 	freedTotal atomic.Uint64
 }
 
-// New opens the devices.
+// New describes the devices (in a short-lived compute process, so the
+// supervisor itself never opens a device) and prepares the cache.
 func New(cfg Config, log *slog.Logger) (*Worker, error) {
-	cfg.defaults()
-	all := ggml.Devices()
-	var pick []ggml.Device
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	all, err := describe(cfg.Compute)
+	if err != nil {
+		return nil, err
+	}
+	var pick []ctl.Device
 	if len(cfg.Devices) == 0 {
 		pick = all
 	} else {
 		for _, name := range cfg.Devices {
-			i := slices.IndexFunc(all, func(d ggml.Device) bool { return d.Name == name })
+			i := slices.IndexFunc(all, func(d ctl.Device) bool { return d.Name == name })
 			if i < 0 {
 				names := make([]string, len(all))
 				for j, d := range all {
@@ -111,40 +160,34 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	if len(pick) == 0 {
 		return nil, errors.New("no ggml devices")
 	}
-	if cfg.Fault != "" && cfg.Fault != FaultLeakOnDisconnect {
-		return nil, fmt.Errorf("unknown fault %q", cfg.Fault)
-	}
-	w := &Worker{cfg: cfg, log: log, started: time.Now(), conns: map[uint64]*conn{},
-		events: newEventLog(1024)}
-	for _, d := range pick {
-		b, err := ggml.Open(d, cfg.Threads)
-		if err != nil {
-			w.closeBackends()
-			return nil, err
-		}
-		w.backends = append(w.backends, b)
-	}
-	w.devBytes = make([]uint64, len(w.backends))
 	if cfg.CacheDir != "" {
-		c, err := openCache(cfg.CacheDir, log)
-		if err != nil {
-			w.closeBackends()
+		if err := cache.Prepare(cfg.CacheDir); err != nil {
 			return nil, err
 		}
-		w.cache = c
 	}
+	w := &Worker{cfg: cfg, log: log, devs: pick, started: time.Now(), conns: map[uint64]*conn{},
+		events: newEventLog(1024), devBytes: make([]uint64, len(pick))}
 	w.met = newMetrics(w)
-	if cfg.Fault != "" {
-		log.Warn("FAULT INJECTION ACTIVE: this worker leaks on purpose (tests only)", "fault", cfg.Fault)
-	}
 	return w, nil
 }
 
-func (w *Worker) closeBackends() {
-	for _, b := range w.backends {
-		b.Close()
+// describe runs a compute process that lists ggml's devices.
+func describe(c Command) ([]ctl.Device, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Path, append(slices.Clone(c.Args), "describe")...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("describe devices (%s): %w: %s", c.Path, err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	w.backends = nil
+	var devs []ctl.Device
+	if err := json.Unmarshal(out, &devs); err != nil {
+		return nil, fmt.Errorf("describe devices: %w", err)
+	}
+	return devs, nil
 }
 
 // Listen opens a TCP listener with the worker's keepalive settings.
@@ -153,16 +196,24 @@ func (w *Worker) Listen(ctx context.Context, addr string) (net.Listener, error) 
 	return lc.Listen(ctx, "tcp", addr)
 }
 
+func (w *Worker) socketKeepalive() ctl.Keepalive {
+	return ctl.Keepalive{Idle: w.cfg.Keepalive, Interval: w.cfg.KeepaliveInterval, Count: w.cfg.KeepaliveCount}
+}
+
 func (w *Worker) keepalive() net.KeepAliveConfig {
 	return net.KeepAliveConfig{Enable: true, Idle: w.cfg.Keepalive, Interval: w.cfg.KeepaliveInterval, Count: w.cfg.KeepaliveCount}
 }
 
-// Serve accepts connections on ln until ctx is cancelled, then closes every
-// connection, frees everything and returns.
+// Serve accepts connections on ln until ctx is cancelled, then ends every
+// connection (SIGTERM to each process, SIGKILL after Grace) and returns.
 func (w *Worker) Serve(ctx context.Context, ln net.Listener) error {
-	w.log.Info("rpc worker listening", "addr", ln.Addr().String(), "protocol", protoString(), "devices", len(w.backends))
+	w.log.Info("rpc worker listening", "addr", ln.Addr().String(), "protocol", protoString(), "devices", len(w.devs),
+		"max_compute_time", w.cfg.MaxComputeTime, "grace", w.cfg.Grace)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	wctx, cancelWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); w.watch(wctx) }()
 	var err error
 	for {
 		nc, aerr := ln.Accept()
@@ -175,6 +226,8 @@ func (w *Worker) Serve(ctx context.Context, ln net.Listener) error {
 		w.accept(nc)
 	}
 	w.shutdown()
+	cancelWatch()
+	<-watchDone
 	return err
 }
 
@@ -184,15 +237,13 @@ func (w *Worker) accept(nc net.Conn) {
 		ap, perr := netip.ParseAddrPort(peer)
 		if perr != nil || !slices.ContainsFunc(w.cfg.Allow, func(p netip.Prefix) bool { return p.Contains(ap.Addr().Unmap()) }) {
 			w.log.Warn("connection refused by --allow", "peer", peer)
-			w.events.add(Event{Kind: "refused", Peer: peer, Detail: "not in --allow"})
+			w.events.add(Event{Kind: EventRefused, Peer: peer, Detail: "not in --allow"})
 			nc.Close()
 			return
 		}
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-		tc.SetKeepAliveConfig(w.keepalive())
-		setUserTimeout(tc, w.cfg.Keepalive+time.Duration(w.cfg.KeepaliveCount)*w.cfg.KeepaliveInterval)
+		w.socketKeepalive().Apply(tc)
 	}
 	w.mu.Lock()
 	w.nextConn++
@@ -201,57 +252,75 @@ func (w *Worker) accept(nc net.Conn) {
 	w.wg.Add(1)
 	w.mu.Unlock()
 	w.met.connections.Inc()
-	w.events.add(Event{Kind: "connect", Conn: c.id, Peer: peer})
+	w.events.add(Event{Kind: EventConnect, Conn: c.id, Peer: peer})
 	w.log.Info("connection opened", "conn", c.id, "peer", peer)
 	go func() {
 		defer w.wg.Done()
-		c.serve()
+		c.run()
 	}()
 }
 
-// setUserTimeout bounds how long written data may stay unacknowledged.
-func setUserTimeout(tc *net.TCPConn, d time.Duration) {
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return
+// watch ends processes whose graph runs past MaxComputeTime. It reads only
+// the shared pages: a process busy in ggml cannot be asked anything.
+func (w *Worker) watch(ctx context.Context) {
+	tick := time.NewTicker(min(100*time.Millisecond, w.cfg.MaxComputeTime/10))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for _, c := range w.connList() {
+				a, ok := c.activity()
+				if !ok || !a.Busy {
+					continue
+				}
+				cmd := rpc.Cmd(a.Running)
+				if (cmd == rpc.CmdGraphCompute || cmd == rpc.CmdGraphRecompute) && now.Sub(a.Since) > w.cfg.MaxComputeTime {
+					w.log.Warn("graph ran past --max-compute-time; ending the connection", "conn", c.id, "peer", c.peer,
+						"limit", w.cfg.MaxComputeTime)
+					c.terminate(ctl.ReasonComputeTimeout)
+				}
+			}
+		}
 	}
-	raw.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(d.Milliseconds()))
-	})
 }
 
-// TCP_USER_TIMEOUT from linux/tcp.h (not in package syscall).
-const tcpUserTimeout = 0x12
+func (w *Worker) connList() []*conn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*conn, 0, len(w.conns))
+	for _, c := range w.conns {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *conn) int { return int(a.id) - int(b.id) })
+	return out
+}
 
+// shutdown drains: every process gets SIGTERM and Grace to finish its
+// command, then SIGKILL.
 func (w *Worker) shutdown() {
-	w.mu.Lock()
-	conns := make([]*conn, 0, len(w.conns))
-	for _, c := range w.conns {
-		conns = append(conns, c)
-	}
-	w.mu.Unlock()
+	conns := w.connList()
 	for _, c := range conns {
-		c.close("shutdown")
+		c.drain()
 	}
-	w.wg.Wait()
-	// Leaked buffers (fault injection) are freed here at the latest.
-	// freeAll takes w.mu to unaccount, so collect first.
-	w.mu.Lock()
-	leaked := make([]*conn, 0, len(w.conns))
-	for _, c := range w.conns {
-		leaked = append(leaked, c)
+	all := make(chan struct{})
+	go func() { w.wg.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(w.cfg.Grace):
+		for _, c := range w.connList() {
+			w.log.Warn("connection did not end within --grace; killing its process", "conn", c.id, "grace", w.cfg.Grace)
+			c.terminate(ctl.ReasonShutdown)
+		}
+		<-all
 	}
-	w.mu.Unlock()
-	for _, c := range leaked {
-		c.freeAll()
-	}
-	w.closeBackends()
-	w.events.add(Event{Kind: "shutdown", Bytes: w.freedTotal.Load()})
+	w.events.add(Event{Kind: EventShutdown, Bytes: w.freedTotal.Load()})
 	w.log.Info("worker stopped", "bytes_freed", w.freedTotal.Load())
 }
 
-// Close frees the devices of a worker that never served.
-func (w *Worker) Close() { w.closeBackends() }
+// Close releases a worker that never served (nothing is held before Serve).
+func (w *Worker) Close() {}
 
 // reserve accounts size bytes on dev for c, refusing beyond the quotas.
 func (w *Worker) reserve(c *conn, dev int, size uint64) (string, bool) {
@@ -261,41 +330,27 @@ func (w *Worker) reserve(c *conn, dev int, size uint64) (string, bool) {
 	if limit > 0 && w.devBytes[dev]+size > limit || w.devBytes[dev]+size < size {
 		return "max-memory", false
 	}
-	if pc := w.cfg.MaxMemoryPerConn; pc > 0 && c.bytes.Load()+size > pc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pc := w.cfg.MaxMemoryPerConn; pc > 0 && (c.bytes+size > pc || c.bytes+size < size) {
 		return "max-memory-per-conn", false
 	}
 	w.devBytes[dev] += size
-	c.bytes.Add(size)
+	c.devBytes[dev] += size
+	c.bytes += size
 	return "", true
 }
 
+// unreserve gives back size bytes of c on dev (never more than c holds).
 func (w *Worker) unreserve(c *conn, dev int, size uint64) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size = min(size, c.devBytes[dev])
+	c.devBytes[dev] -= size
+	c.bytes -= size
 	w.devBytes[dev] -= size
-	w.mu.Unlock()
-	c.bytes.Add(^(size - 1))
-}
-
-// assign hands out an opaque handle and a virtual base address range for a
-// new buffer of c: clients never see real addresses. Both are per
-// connection (handles and addresses only mean something on the connection
-// that got them), which also makes a client's traffic reproducible.
-func (c *conn) assign(size uint64, align uint64) (handle, vbase uint64) {
-	const gap = 1 << 16
-	if align < gap {
-		align = gap
-	}
-	c.nextBuf++
-	handle = c.nextBuf
-	vbase = (c.nextVA + align - 1) &^ (align - 1)
-	c.nextVA = vbase + size + gap
-	return handle, vbase
-}
-
-func (w *Worker) removeConn(c *conn) {
-	w.mu.Lock()
-	delete(w.conns, c.id)
-	w.mu.Unlock()
 }
 
 // BoundBytes is the total bound on all devices.
@@ -307,6 +362,43 @@ func (w *Worker) BoundBytes() uint64 {
 		n += b
 	}
 	return n
+}
+
+// memory is a device's free and total bytes. For a CPU device the host's
+// MemAvailable and cgroup limit count (what could really be allocated);
+// for other devices, the figure taken at start less what box has bound
+// since.
+func (w *Worker) memory(d int) (free, total uint64) {
+	desc := w.devs[d]
+	free, total = desc.MemoryFree, desc.MemoryTotal
+	if desc.Type == "cpu" {
+		if h, err := hostmem.Read("/"); err == nil {
+			total, free = hostmem.CPU(total, free, h)
+		}
+		return free, total
+	}
+	w.mu.Lock()
+	bound := w.devBytes[d]
+	w.mu.Unlock()
+	return free - min(free, bound), total
+}
+
+// deviceMemory is what GET_DEVICE_MEMORY answers: a quota is the device as
+// far as clients are concerned, so a head sizes its split to what it may
+// actually allocate.
+func (w *Worker) deviceMemory(d int) (free, total uint64) {
+	free, total = w.memory(d)
+	if w.cfg.MaxMemory > 0 {
+		w.mu.Lock()
+		used := w.devBytes[d]
+		w.mu.Unlock()
+		qfree := uint64(0)
+		if used < w.cfg.MaxMemory {
+			qfree = w.cfg.MaxMemory - used
+		}
+		return min(free, qfree), min(total, w.cfg.MaxMemory)
+	}
+	return free, total
 }
 
 func protoString() string {

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/boxproj/box/worker/compute"
 )
 
 const usage = `box: distributed llama.cpp serving that gives memory back
@@ -64,6 +66,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var err error
 	switch name {
+	case "__compute":
+		// A worker's compute process (one per connection); not for users.
+		return compute.Main(rest, stdout, stderr)
 	case "serve":
 		err = runServe(ctx, rest, stdout, stderr)
 	case "worker":

@@ -17,15 +17,23 @@ import (
 
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/synth"
+	"github.com/boxproj/box/worker/compute/computetest"
+	"github.com/boxproj/box/worker/workertest"
 )
 
 // The test binary is box itself when BOX_E2E_MAIN is set, so these tests
-// run real box processes and send them real signals.
+// run real box processes and send them real signals. A worker started that
+// way starts its compute processes the same way; they take the test fault
+// from the environment (package computetest), which the shipped binary
+// does not know. In-process test workers use workertest's compute process.
 func TestMain(m *testing.M) {
 	if os.Getenv("BOX_E2E_MAIN") == "1" {
+		if len(os.Args) > 1 && os.Args[1] == "__compute" {
+			os.Exit(computetest.Run(os.Args[2:]))
+		}
 		os.Exit(run(append([]string{"box"}, os.Args[1:]...), os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	workertest.Main(m)
 }
 
 func box(args ...string) *exec.Cmd {
@@ -144,7 +152,13 @@ func freePort(t *testing.T) string {
 // startBox runs a long-lived box process and stops it at cleanup.
 func startBox(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := box(args...)
+	return startCmd(t, box(args...))
+}
+
+// startCmd starts a box process made with box(), stopped (SIGTERM, then
+// SIGKILL after 10s) at the end of the test.
+func startCmd(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -33,16 +33,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		idleTimeout = fs.Duration("idle-timeout", 0, "reap connections silent for longer (0 = off: an idle head with a loaded model is legitimate)")
 		allow       = fs.String("allow", "", "comma-separated client networks (CIDR) accepted (default: any)")
 		logLevel    = fs.String("log-level", "info", "debug, info, warn or error")
-		fault       = fs.String("fault", "", "")
+		maxCompute  = fs.Duration("max-compute-time", 60*time.Second, "longest one graph may run; past it the connection's process is killed")
+		grace       = fs.Duration("grace", 10*time.Second, "on SIGTERM, how long connections may finish their command before their processes are killed")
 	)
-	// --fault is for tests of the leak checker only (docs/testing.md); it is
-	// left out of the help text on purpose.
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: box worker [flags]\n\nA ggml RPC server (protocol 3.6.0) that binds every buffer to its connection.")
+		fmt.Fprintln(fs.Output(), "Usage: box worker [flags]\n\nA ggml RPC server (protocol 3.6.0): one compute process per connection, so the kernel frees what a connection held.")
 		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name == "fault" {
-				return
-			}
 			fmt.Fprintf(fs.Output(), "  --%s\n    \t%s", f.Name, f.Usage)
 			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" {
 				fmt.Fprintf(fs.Output(), " (default %s)", f.DefValue)
@@ -59,7 +55,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errUsage
 	}
 	cfg := worker.Config{Threads: *threads, CacheDir: *cacheDir, Keepalive: *keepalive, KeepaliveInterval: *kaInterval,
-		IdleTimeout: *idleTimeout, Fault: *fault}
+		IdleTimeout: *idleTimeout, MaxComputeTime: *maxCompute, Grace: *grace, DriverMemory: probe.ProcessGPUMemory}
 	bad := func(format string, a ...any) error {
 		fmt.Fprintf(stderr, "box worker: "+format+"\n", a...)
 		return errUsage
@@ -75,6 +71,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *keepalive <= 0 || *kaInterval <= 0 || *idleTimeout < 0 {
 		return bad("--keepalive and --keepalive-interval must be positive, --idle-timeout not negative")
+	}
+	if *maxCompute <= 0 || *grace <= 0 {
+		return bad("--max-compute-time and --grace must be positive")
 	}
 	if *threads < 0 {
 		return bad("--threads must not be negative")

@@ -1,6 +1,11 @@
 // Package workertest has helpers for tests that need a real box worker: one
-// started in-process on a loopback port with its admin API, and RPC clients
-// that bind memory on it. It is for tests only, not for production.
+// started in-process on a loopback port with its admin API (its compute
+// processes are the test binary itself), and RPC clients that bind memory
+// on it. It is for tests only, not for production.
+//
+// A test package that starts workers calls Main from its TestMain:
+//
+//	func TestMain(m *testing.M) { workertest.Main(m) }
 //
 // The worker package's own tests cannot use it (import cycle); they have
 // their own harness.
@@ -18,6 +23,7 @@ import (
 
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/compute/computetest"
 )
 
 // quiet discards the worker's log.
@@ -34,13 +40,47 @@ type Worker struct {
 	stop     func()
 }
 
+// Main runs the package's tests, or a compute process when the test binary
+// was started as one.
+func Main(m *testing.M) { computetest.Main(m) }
+
+// MaybeRun is computetest.MaybeRun, for a TestMain that does more than
+// m.Run: call it first.
+func MaybeRun() { computetest.MaybeRun() }
+
+// Command starts this test binary as a compute process, with a fault
+// ("" for none, or computetest.LeakOnDisconnect), for a worker.Config made
+// outside Start.
+func Command(fault string) worker.Command {
+	return worker.Command{Path: computetest.Executable(), Env: computetest.Env(fault)}
+}
+
+// Option changes how a test worker is started.
+type Option func(*worker.Config, *[]string)
+
+// LeakOnDisconnect makes the worker's compute processes outlive their
+// connections, holding their memory: the bug the leak checker exists to
+// catch.
+func LeakOnDisconnect(_ *worker.Config, fault *[]string) {
+	*fault = append(*fault, computetest.LeakOnDisconnect)
+}
+
 // Start runs a worker with cfg (Threads defaults to 1) until Stop or the end
 // of the test.
-func Start(t testing.TB, cfg worker.Config) *Worker {
+func Start(t testing.TB, cfg worker.Config, opts ...Option) *Worker {
 	t.Helper()
 	if cfg.Threads == 0 {
 		cfg.Threads = 1
 	}
+	var faults []string
+	for _, o := range opts {
+		o(&cfg, &faults)
+	}
+	fault := ""
+	if len(faults) > 0 {
+		fault = faults[0]
+	}
+	cfg.Compute = Command(fault)
 	w, err := worker.New(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)

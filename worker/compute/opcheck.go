@@ -1,4 +1,4 @@
-package worker
+package compute
 
 import (
 	"fmt"
@@ -133,14 +133,14 @@ func dstOrdered(t *rpc.Tensor) bool {
 // sources lists, per allowed op, how many leading sources it needs and the
 // most it may have: checkOp is an allowlist, anything else is refused.
 var allowedOps = map[uint32][2]int{
-	opNone: {0, 10}, opReshape: {1, 10}, opView: {1, 10}, opPermute: {1, 10}, opTranspose: {1, 10},
-	opDup: {1, 1}, opCont: {1, 1}, opCpy: {2, 2},
-	opAdd: {2, 2}, opSub: {2, 2}, opMul: {2, 2}, opDiv: {2, 2},
-	opSqr: {1, 1}, opSqrt: {1, 1}, opUnary: {1, 1}, opGlu: {1, 2},
-	opSumRows: {1, 1}, opNorm: {1, 1}, opRmsNorm: {1, 1}, opScale: {1, 1},
-	opMulMat: {2, 2}, opGetRows: {2, 2}, opSetRows: {2, 3},
-	opSoftMax: {1, 3}, opRope: {2, 3}, opConcat: {2, 2}, opArgsort: {1, 1},
-	opFlashAttn: {3, 5},
+	rpc.OpNone: {0, 10}, rpc.OpReshape: {1, 10}, rpc.OpView: {1, 10}, rpc.OpPermute: {1, 10}, rpc.OpTranspose: {1, 10},
+	rpc.OpDup: {1, 1}, rpc.OpCont: {1, 1}, rpc.OpCpy: {2, 2},
+	rpc.OpAdd: {2, 2}, rpc.OpSub: {2, 2}, rpc.OpMul: {2, 2}, rpc.OpDiv: {2, 2},
+	rpc.OpSqr: {1, 1}, rpc.OpSqrt: {1, 1}, rpc.OpUnary: {1, 1}, rpc.OpGlu: {1, 2},
+	opSumRows: {1, 1}, rpc.OpNorm: {1, 1}, rpc.OpRmsNorm: {1, 1}, rpc.OpScale: {1, 1},
+	rpc.OpMulMat: {2, 2}, rpc.OpGetRows: {2, 2}, rpc.OpSetRows: {2, 3},
+	rpc.OpSoftMax: {1, 3}, rpc.OpRope: {2, 3}, opConcat: {2, 2}, opArgsort: {1, 1},
+	rpc.OpFlashAttn: {3, 5},
 }
 
 // checkOp is the allowlist of ops a client may send as graph nodes, with,
@@ -165,24 +165,24 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 	}
 	s0, s1 := src[0], src[1]
 	switch t.Op {
-	case opNone, opReshape, opView, opPermute, opTranspose:
+	case rpc.OpNone, rpc.OpReshape, rpc.OpView, rpc.OpPermute, rpc.OpTranspose:
 		// Not computed (ggml_op_is_empty); the tensor's own extent was checked.
 		return nil
 
-	case opDup, opCont:
+	case rpc.OpDup, rpc.OpCont:
 		if t.Type != s0.Type {
 			return bad("dup/cont: type %d from %d (ggml keeps the type)", t.Type, s0.Type)
 		}
 		return checkCopy(t, s0)
 
-	case opCpy:
+	case rpc.OpCpy:
 		// dst is a view of src1 (ggml_cpy): same type, shape and strides.
 		if t.Type != s1.Type || t.NE != s1.NE || t.NB != s1.NB {
 			return bad("cpy: result differs from its destination source")
 		}
 		return checkCopy(t, s0)
 
-	case opAdd, opSub, opMul, opDiv:
+	case rpc.OpAdd, rpc.OpSub, rpc.OpMul, rpc.OpDiv:
 		a, b := s0.Type, s1.Type
 		okTypes := a == typeF32 && b == typeF32 && t.Type == typeF32 ||
 			a == typeF16 && b == typeF16 && t.Type == typeF16 ||
@@ -201,21 +201,21 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 			return bad("binary op %d: non-contiguous broadcast", t.Op)
 		}
 
-	case opSqr, opSqrt:
+	case rpc.OpSqr, rpc.OpSqrt:
 		return checkUnary(t, s0, false)
 
-	case opUnary:
+	case rpc.OpUnary:
 		u := opParam(t, 0)
-		if u < 0 || u >= unaryCount {
+		if u < 0 || u >= rpc.UnaryCount {
 			return bad("unary op %d out of range", u)
 		}
 		// GELU, GELU_QUICK, SILU, GELU_ERF are ops.cpp kernels: f32 or f16,
 		// same type in and out. The rest are unary-ops.cpp.
 		return checkUnary(t, s0, u == 8 || u == 9 || u == 10 || u == 16)
 
-	case opGlu:
+	case rpc.OpGlu:
 		g := opParam(t, 0)
-		if g < 0 || g >= gluCount {
+		if g < 0 || g >= rpc.GluCount {
 			return bad("glu op %d out of range", g)
 		}
 		if s0.Type != typeF32 && (s0.Type != typeF16 || g == 3) { // SWIGLU_OAI is f32 only
@@ -247,7 +247,7 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 			return bad("sum_rows: result %v for %v", t.NE, s0.NE)
 		}
 
-	case opNorm, opRmsNorm:
+	case rpc.OpNorm, rpc.OpRmsNorm:
 		if s0.Type != typeF32 || t.Type != typeF32 || s0.NB[0] != 4 || t.NB[0] != 4 || !sameShape(t, s0) {
 			return bad("norm: f32, same shape, contiguous rows only")
 		}
@@ -255,12 +255,12 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 			return bad("norm: eps %v", eps)
 		}
 
-	case opScale:
+	case rpc.OpScale:
 		if s0.Type != typeF32 || t.Type != typeF32 || !sameShape(t, s0) || !isContiguous(s0) || !isContiguous(t) {
 			return bad("scale: f32, same shape, contiguous only")
 		}
 
-	case opMulMat:
+	case rpc.OpMulMat:
 		a, b := s0, s1
 		if !vecDotTypes[a.Type] || b.Type != typeF32 || t.Type != typeF32 {
 			return bad("mul_mat: types %d x %d -> %d unsupported", a.Type, b.Type, t.Type)
@@ -275,7 +275,7 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 			return bad("mul_mat: permuted or transposed operand")
 		}
 
-	case opGetRows:
+	case rpc.OpGetRows:
 		a, b := s0, s1
 		if !getRowsTypes[a.Type] || b.Type != typeI32 {
 			return bad("get_rows: types %d by %d unsupported", a.Type, b.Type)
@@ -289,11 +289,11 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 		if a.NB[0] != typeSize(a.Type) || t.NB[0] != 4 {
 			return bad("get_rows: rows are not contiguous")
 		}
-		if b.Op != opNone {
+		if b.Op != rpc.OpNone {
 			return bad("get_rows: row indexes must be an input, not computed")
 		}
 
-	case opSetRows:
+	case rpc.OpSetRows:
 		a, b := s0, s1 // rows, indexes; t is a view of the destination
 		if a.Type != typeF32 || b.Type != typeI32 && b.Type != typeI64 || !kvTypes[t.Type] {
 			return bad("set_rows: types %d by %d into %d unsupported", a.Type, b.Type, t.Type)
@@ -305,11 +305,11 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 		if a.NB[0] != 4 || t.NB[0] != typeSize(t.Type) && t.NE[0] != blockSize(t.Type) {
 			return bad("set_rows: rows are not contiguous")
 		}
-		if b.Op != opNone {
+		if b.Op != rpc.OpNone {
 			return bad("set_rows: row indexes must be an input, not computed")
 		}
 
-	case opSoftMax:
+	case rpc.OpSoftMax:
 		if s0.Type != typeF32 || t.Type != typeF32 || !sameShape(t, s0) || !isContiguous(s0) || !isContiguous(t) {
 			return bad("soft_max: f32, same shape, contiguous only")
 		}
@@ -325,7 +325,7 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 			return bad("soft_max: sinks %v for %d heads", sk.NE, s0.NE[2])
 		}
 
-	case opRope:
+	case rpc.OpRope:
 		return checkRope(t, s0, s1, src[2])
 
 	case opConcat:
@@ -369,7 +369,7 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 			return bad("argsort: rows of %d elements (at most 16)", s0.NE[0])
 		}
 
-	case opFlashAttn:
+	case rpc.OpFlashAttn:
 		return checkFlashAttn(t, src)
 	}
 	return nil

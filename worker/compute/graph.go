@@ -1,4 +1,4 @@
-package worker
+package compute
 
 import (
 	"errors"
@@ -10,8 +10,8 @@ import (
 )
 
 func (c *conn) graphCompute(cmd rpc.Cmd, size uint64) error {
-	if size > c.w.cfg.MaxGraphBytes {
-		return violation(cmd, "size", "graph of %d bytes exceeds the %d-byte limit", size, c.w.cfg.MaxGraphBytes)
+	if size > c.ini.MaxGraphBytes {
+		return violation(cmd, "size", "graph of %d bytes exceeds the %d-byte limit", size, c.ini.MaxGraphBytes)
 	}
 	p := make([]byte, size)
 	if _, err := io.ReadFull(c.br, p); err != nil {
@@ -21,7 +21,7 @@ func (c *conn) graphCompute(cmd rpc.Cmd, size uint64) error {
 	if err != nil {
 		return err
 	}
-	d, err := c.device(cmd, req.Device)
+	d, _, err := c.openDevice(cmd, req.Device)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 	produced := make(map[int32]bool, len(nodes))
 	for _, n := range nodes {
 		switch req.Tensors[order[n]].Op {
-		case opNone, opView, opReshape, opPermute, opTranspose:
+		case rpc.OpNone, rpc.OpView, rpc.OpReshape, rpc.OpPermute, rpc.OpTranspose:
 		default:
 			produced[n] = true
 		}
@@ -140,9 +140,9 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 		var idx int32 = -1
 		var limit uint64
 		switch t.Op {
-		case opGetRows:
+		case rpc.OpGetRows:
 			idx, limit = specs[n].Src[1], uint64(srcs[0].NE[1])
-		case opSetRows:
+		case rpc.OpSetRows:
 			idx, limit = specs[n].Src[1], uint64(t.NE[1])
 		}
 		if idx >= 0 && !produced[idx] {
@@ -153,12 +153,13 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 			}
 		}
 	}
-	g, err := c.w.backends[d].BuildGraph(specs, nodes)
+	be := c.devs[d]
+	g, err := be.BuildGraph(specs, nodes)
 	if err != nil {
 		var unsup ggml.ErrUnsupported
 		if errors.As(err, &unsup) {
 			t := &req.Tensors[order[nodes[unsup.Node]]]
-			return nil, violation(cmd, "op", "node %q: op %d is not supported by device %s", t.NameString(), t.Op, c.w.backends[d].Device.Name)
+			return nil, violation(cmd, "op", "node %q: op %d is not supported by device %s", t.NameString(), t.Op, be.Device.Name)
 		}
 		return nil, fmt.Errorf("build graph: %w", err)
 	}
@@ -213,11 +214,11 @@ func cyclic(specs []ggml.TensorSpec) int {
 	return -1
 }
 
-// compute runs a stored graph on device d, one graph at a time per device.
+// compute runs a stored graph on device d. This process serves one
+// connection, so nothing else uses the device here; other connections'
+// processes time-share it, as any multi-process GPU use does.
 func (c *conn) compute(cmd rpc.Cmd, d int, g *storedGraph) error {
-	be := c.w.backends[d]
-	be.Lock()
-	defer be.Unlock()
+	be := c.devs[d]
 	for _, ic := range g.indexes {
 		if err := ic.verify(); err != nil {
 			return violation(cmd, "index", "%v", err)

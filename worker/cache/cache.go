@@ -1,4 +1,8 @@
-package worker
+// Package cache is the worker's tensor cache on disk. The supervisor opens
+// it once (and sweeps temp files a crash left); each compute process opens
+// it again and reads and writes entries directly, so cached data never
+// passes through the supervisor.
+package cache
 
 import (
 	"bytes"
@@ -14,7 +18,7 @@ import (
 	"github.com/boxproj/box/rpc"
 )
 
-// cache keeps large uploads on disk, named by their FNV-1a hash (the
+// Cache keeps large uploads on disk, named by their FNV-1a hash (the
 // protocol's), so a head that loads the same weights again can send hashes
 // instead of data. Files are written atomically (temp, rename) and
 // carry a header with their length and CRC-32C, checked on every read: a
@@ -23,23 +27,27 @@ import (
 // part of what the cache saves.
 //
 // File layout: "BOXCACH1" | length u64 LE | crc32c u32 LE | 4 zero bytes | data.
-type cache struct {
+type Cache struct {
 	dir string
 	log *slog.Logger
 }
 
-func openCache(dir string, log *slog.Logger) (*cache, error) {
+// Prepare creates dir and removes temp files a crash mid-write left (they
+// are never valid entries). Only the supervisor calls it, at start: a
+// compute process must not remove another one's write in progress.
+func Prepare(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cache dir: %w", err)
+		return fmt.Errorf("cache dir: %w", err)
 	}
-	// Temp files left by a crash mid-write are never valid entries.
-	if olds, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(olds) > 0 {
-		for _, f := range olds {
-			os.Remove(f)
-		}
+	olds, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	for _, f := range olds {
+		os.Remove(f)
 	}
-	return &cache{dir: dir, log: log}, nil
+	return nil
 }
+
+// Open uses the cache in dir, which Prepare has made.
+func Open(dir string, log *slog.Logger) *Cache { return &Cache{dir: dir, log: log} }
 
 const cacheMagic = "BOXCACH1"
 
@@ -47,13 +55,13 @@ const cacheHeader = 24
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func (c *cache) path(hash uint64) string {
+func (c *Cache) path(hash uint64) string {
 	return filepath.Join(c.dir, fmt.Sprintf("%016x", hash))
 }
 
-// put stores data under its hash. Errors (a full disk) only cost the cache
+// Put stores data under its hash. Errors (a full disk) only cost the cache
 // entry: the upload itself already succeeded.
-func (c *cache) put(data []byte) {
+func (c *Cache) Put(data []byte) {
 	hash := rpc.FNV1a64(data)
 	dst := c.path(hash)
 	if st, err := os.Stat(dst); err == nil && st.Size() == cacheHeader+int64(len(data)) {
@@ -87,11 +95,12 @@ func (c *cache) put(data []byte) {
 	}
 }
 
-// readInto reads the entry for hash. dst is asked for the destination of
-// its n data bytes: a slice to read into directly (host memory), or nil to
-// read into a temporary one handed to write afterwards. It reports whether
-// an intact entry was applied; a corrupt or truncated one is removed.
-func (c *cache) readInto(hash uint64, dst func(n uint64) []byte, write func(n uint64, data []byte)) bool {
+// ReadInto reads the entry for hash. dst is told the entry's length n and
+// answers where its bytes go: a slice to read into directly (host memory),
+// or nil to read into a temporary one handed to write afterwards; ok false
+// stops the read with nothing written (the caller refused n). It reports
+// whether an intact entry was applied; a corrupt or truncated one is removed.
+func (c *Cache) ReadInto(hash uint64, dst func(n uint64) (buf []byte, ok bool), write func(data []byte)) bool {
 	p := c.path(hash)
 	f, err := os.Open(p)
 	if err != nil {
@@ -115,7 +124,10 @@ func (c *cache) readInto(hash uint64, dst func(n uint64) []byte, write func(n ui
 	if n != uint64(st.Size()-cacheHeader) {
 		return bad("length")
 	}
-	buf := dst(n)
+	buf, ok := dst(n)
+	if !ok {
+		return false
+	}
 	direct := buf != nil
 	if buf == nil {
 		buf = make([]byte, n)
@@ -127,7 +139,7 @@ func (c *cache) readInto(hash uint64, dst func(n uint64) []byte, write func(n ui
 		return bad("checksum")
 	}
 	if !direct {
-		write(n, buf)
+		write(buf)
 	}
 	return true
 }

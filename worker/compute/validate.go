@@ -1,4 +1,4 @@
-package worker
+package compute
 
 import (
 	"encoding/binary"
@@ -9,42 +9,7 @@ import (
 	"github.com/boxproj/box/rpc"
 )
 
-// ggml op numbers at protocol 3.6.0 (ggml-rpc-protocol.md, appendix A) that
-// the validator knows by name.
 const (
-	opNone       = 0
-	opDup        = 1
-	opAdd        = 2
-	opAddID      = 3
-	opSub        = 6
-	opMul        = 7
-	opDiv        = 8
-	opSqr        = 9
-	opSqrt       = 10
-	opNorm       = 24
-	opRmsNorm    = 25
-	opMulMat     = 29
-	opMulMatID   = 30
-	opScale      = 32
-	opCpy        = 34
-	opCont       = 35
-	opReshape    = 36
-	opView       = 37
-	opPermute    = 38
-	opTranspose  = 39
-	opGetRows    = 40
-	opSetRows    = 42
-	opSoftMax    = 46
-	opRope       = 48
-	opFlashAttn  = 73
-	opUnary      = 85
-	opMapCustom1 = 86
-	opCustom     = 89
-	opGlu        = 94
-
-	unaryCount = 22
-	gluCount   = 6
-
 	typeF32 = 0
 	typeI32 = 26
 	typeI64 = 27

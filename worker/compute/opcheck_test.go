@@ -1,8 +1,8 @@
-package worker
+package compute
 
 import (
-	"bytes"
 	"encoding/binary"
+	"math"
 	"testing"
 
 	"github.com/boxproj/box/rpc"
@@ -12,8 +12,11 @@ import (
 func ct(typ uint32, ne ...uint32) *rpc.Tensor {
 	t := &rpc.Tensor{Type: typ, NE: [4]uint32{1, 1, 1, 1}}
 	copy(t.NE[:], ne)
-	d := tdesc{typ: typ, ne: t.NE}
-	t.NB = d.strides()
+	blck, ts, _ := rpc.TypeInfo(typ)
+	t.NB[0] = uint32(ts)
+	t.NB[1] = uint32(uint64(ts) * uint64(t.NE[0]) / uint64(blck))
+	t.NB[2] = t.NB[1] * t.NE[1]
+	t.NB[3] = t.NB[2] * t.NE[2]
 	return t
 }
 
@@ -30,7 +33,7 @@ func permuted(t *rpc.Tensor) *rpc.Tensor {
 	p := *t
 	p.NE[1], p.NE[2] = t.NE[2], t.NE[1]
 	p.NB[1], p.NB[2] = t.NB[2], t.NB[1]
-	p.Op = opPermute
+	p.Op = rpc.OpPermute
 	return &p
 }
 
@@ -72,60 +75,60 @@ func validNodes() []opCase {
 	vcache := ct(tF16, hd, kv, kvHeads)
 	mask16 := ct(tF16, kv, toks)
 	kq := ct(tF32, kv, toks, heads)
-	rope := withParams(ct(tF32, hd, heads, toks), opRope, 0, hd, 0, 0, 4096, f32param(10000), f32param(1), f32param(0), f32param(1), f32param(32), f32param(1))
-	ropeNeoxFF := withParams(ct(tF32, hd, heads, toks), opRope, 0, hd, ropeNeox, 0, 4096, f32param(500000), f32param(1), f32param(0), f32param(1), f32param(32), f32param(1))
-	mrope := withParams(ct(tF32, hd, heads, toks), opRope, 0, hd, ropeMrope, 0, 4096, f32param(10000), f32param(1), f32param(0), f32param(1), f32param(32), f32param(1), 2, 3, 3, 0)
+	rope := withParams(ct(tF32, hd, heads, toks), rpc.OpRope, 0, hd, 0, 0, 4096, f32param(10000), f32param(1), f32param(0), f32param(1), f32param(32), f32param(1))
+	ropeNeoxFF := withParams(ct(tF32, hd, heads, toks), rpc.OpRope, 0, hd, ropeNeox, 0, 4096, f32param(500000), f32param(1), f32param(0), f32param(1), f32param(32), f32param(1))
+	mrope := withParams(ct(tF32, hd, heads, toks), rpc.OpRope, 0, hd, ropeMrope, 0, 4096, f32param(10000), f32param(1), f32param(0), f32param(1), f32param(32), f32param(1), 2, 3, 3, 0)
 	kview := *kcache
-	kview.Op = opView
+	kview.Op = rpc.OpView
 	return []opCase{
 		{"none", ct(tF32, d), nil},
-		{"reshape", withParams(ct(tF32, hd, heads, toks), opReshape), []*rpc.Tensor{ct(tF32, hd*heads, toks)}},
-		{"view", withParams(ct(tF32, d, 1), opView), []*rpc.Tensor{x}},
+		{"reshape", withParams(ct(tF32, hd, heads, toks), rpc.OpReshape), []*rpc.Tensor{ct(tF32, hd*heads, toks)}},
+		{"view", withParams(ct(tF32, d, 1), rpc.OpView), []*rpc.Tensor{x}},
 		{"permute", permuted(q3), []*rpc.Tensor{q3}},
-		{"transpose", withParams(&rpc.Tensor{Type: tF32, NE: [4]uint32{toks, d, 1, 1}, NB: [4]uint32{4 * d, 4, 4 * d * toks, 4 * d * toks}}, opTranspose), []*rpc.Tensor{x}},
-		{"dup", withParams(ct(tF32, d, toks), opDup), []*rpc.Tensor{x}},
-		{"cont", withParams(ct(tF32, hd, toks, heads), opCont), []*rpc.Tensor{permuted(q3)}},
-		{"cont_q8_0", withParams(ct(tQ8_0, 64, 4), opCont), []*rpc.Tensor{ct(tQ8_0, 64, 4)}},
-		{"cpy_f32_f16", withParams(ct(tF16, hd*kvHeads, toks), opCpy), []*rpc.Tensor{ct(tF32, hd, kvHeads, toks), ct(tF16, hd*kvHeads, toks)}},
-		{"cpy_f32_q8_0", withParams(ct(tQ8_0, 64, toks), opCpy), []*rpc.Tensor{ct(tF32, 64, toks), ct(tQ8_0, 64, toks)}},
-		{"cpy_q8_0_f32", withParams(ct(tF32, 64, toks), opCpy), []*rpc.Tensor{ct(tQ8_0, 64, toks), ct(tF32, 64, toks)}},
-		{"cpy_f16_f32", withParams(ct(tF32, 64, toks), opCpy), []*rpc.Tensor{ct(tF16, 64, toks), ct(tF32, 64, toks)}},
-		{"add", withParams(ct(tF32, d, toks), opAdd), []*rpc.Tensor{x, ct(tF32, d)}},
-		{"add_f16_f32", withParams(ct(tF16, d, toks), opAdd), []*rpc.Tensor{ct(tF16, d, toks), ct(tF32, d)}},
-		{"sub", withParams(ct(tF32, d, toks), opSub), []*rpc.Tensor{x, x}},
-		{"mul", withParams(ct(tF32, d, toks), opMul), []*rpc.Tensor{x, ct(tF32, d)}},
-		{"div", withParams(ct(tF32, d, toks), opDiv), []*rpc.Tensor{x, ct(tF32, 1, toks)}},
-		{"sqr", withParams(ct(tF32, d, toks), opSqr), []*rpc.Tensor{x}},
-		{"sqrt", withParams(ct(tF32, d, toks), opSqrt), []*rpc.Tensor{x}},
-		{"unary_silu", withParams(ct(tF32, d, toks), opUnary, 10), []*rpc.Tensor{x}},
-		{"unary_gelu", withParams(ct(tF32, d, toks), opUnary, 8), []*rpc.Tensor{x}},
-		{"unary_relu", withParams(ct(tF32, d, toks), opUnary, 6), []*rpc.Tensor{x}},
-		{"unary_exp_f16_f32", withParams(ct(tF32, d, toks), opUnary, 13), []*rpc.Tensor{ct(tF16, d, toks)}},
-		{"glu_swiglu_split", withParams(ct(tF32, d, toks), opGlu, 2, 0), []*rpc.Tensor{x, x}},
-		{"glu_geglu_fused", withParams(ct(tF32, d/2, toks), opGlu, 1, 0), []*rpc.Tensor{x}},
-		{"glu_reglu_swapped", withParams(ct(tF32, d/2, toks), opGlu, 0, 1), []*rpc.Tensor{x}},
+		{"transpose", withParams(&rpc.Tensor{Type: tF32, NE: [4]uint32{toks, d, 1, 1}, NB: [4]uint32{4 * d, 4, 4 * d * toks, 4 * d * toks}}, rpc.OpTranspose), []*rpc.Tensor{x}},
+		{"dup", withParams(ct(tF32, d, toks), rpc.OpDup), []*rpc.Tensor{x}},
+		{"cont", withParams(ct(tF32, hd, toks, heads), rpc.OpCont), []*rpc.Tensor{permuted(q3)}},
+		{"cont_q8_0", withParams(ct(tQ8_0, 64, 4), rpc.OpCont), []*rpc.Tensor{ct(tQ8_0, 64, 4)}},
+		{"cpy_f32_f16", withParams(ct(tF16, hd*kvHeads, toks), rpc.OpCpy), []*rpc.Tensor{ct(tF32, hd, kvHeads, toks), ct(tF16, hd*kvHeads, toks)}},
+		{"cpy_f32_q8_0", withParams(ct(tQ8_0, 64, toks), rpc.OpCpy), []*rpc.Tensor{ct(tF32, 64, toks), ct(tQ8_0, 64, toks)}},
+		{"cpy_q8_0_f32", withParams(ct(tF32, 64, toks), rpc.OpCpy), []*rpc.Tensor{ct(tQ8_0, 64, toks), ct(tF32, 64, toks)}},
+		{"cpy_f16_f32", withParams(ct(tF32, 64, toks), rpc.OpCpy), []*rpc.Tensor{ct(tF16, 64, toks), ct(tF32, 64, toks)}},
+		{"add", withParams(ct(tF32, d, toks), rpc.OpAdd), []*rpc.Tensor{x, ct(tF32, d)}},
+		{"add_f16_f32", withParams(ct(tF16, d, toks), rpc.OpAdd), []*rpc.Tensor{ct(tF16, d, toks), ct(tF32, d)}},
+		{"sub", withParams(ct(tF32, d, toks), rpc.OpSub), []*rpc.Tensor{x, x}},
+		{"mul", withParams(ct(tF32, d, toks), rpc.OpMul), []*rpc.Tensor{x, ct(tF32, d)}},
+		{"div", withParams(ct(tF32, d, toks), rpc.OpDiv), []*rpc.Tensor{x, ct(tF32, 1, toks)}},
+		{"sqr", withParams(ct(tF32, d, toks), rpc.OpSqr), []*rpc.Tensor{x}},
+		{"sqrt", withParams(ct(tF32, d, toks), rpc.OpSqrt), []*rpc.Tensor{x}},
+		{"unary_silu", withParams(ct(tF32, d, toks), rpc.OpUnary, 10), []*rpc.Tensor{x}},
+		{"unary_gelu", withParams(ct(tF32, d, toks), rpc.OpUnary, 8), []*rpc.Tensor{x}},
+		{"unary_relu", withParams(ct(tF32, d, toks), rpc.OpUnary, 6), []*rpc.Tensor{x}},
+		{"unary_exp_f16_f32", withParams(ct(tF32, d, toks), rpc.OpUnary, 13), []*rpc.Tensor{ct(tF16, d, toks)}},
+		{"glu_swiglu_split", withParams(ct(tF32, d, toks), rpc.OpGlu, 2, 0), []*rpc.Tensor{x, x}},
+		{"glu_geglu_fused", withParams(ct(tF32, d/2, toks), rpc.OpGlu, 1, 0), []*rpc.Tensor{x}},
+		{"glu_reglu_swapped", withParams(ct(tF32, d/2, toks), rpc.OpGlu, 0, 1), []*rpc.Tensor{x}},
 		{"sum_rows", withParams(ct(tF32, 1, toks), opSumRows), []*rpc.Tensor{x}},
-		{"norm", withParams(ct(tF32, d, toks), opNorm, f32param(1e-5)), []*rpc.Tensor{x}},
-		{"rms_norm", withParams(ct(tF32, d, toks), opRmsNorm, f32param(1e-6)), []*rpc.Tensor{x}},
-		{"scale", withParams(ct(tF32, kv, toks, heads), opScale, f32param(0.125), 0), []*rpc.Tensor{kq}},
-		{"mul_mat_q8_0", withParams(ct(tF32, 32, toks), opMulMat), []*rpc.Tensor{ct(tQ8_0, d, 32), x}},
-		{"mul_mat_q4_K", withParams(ct(tF32, 8, toks), opMulMat), []*rpc.Tensor{ct(typeQ4_K, 256, 8), ct(tF32, 256, toks)}},
-		{"mul_mat_kq_gqa", withParams(ct(tF32, kv, toks, heads), opMulMat), []*rpc.Tensor{kcache, permuted(q3)}},
-		{"get_rows", withParams(ct(tF32, d, toks), opGetRows), []*rpc.Tensor{ct(tQ8_0, d, 100), pos}},
-		{"get_rows_f32", withParams(ct(tF32, d, 2), opGetRows), []*rpc.Tensor{x, ct(tI32, 2)}},
-		{"set_rows_f16", withParams(ct(tF16, hd*kvHeads, kv), opSetRows), []*rpc.Tensor{ct(tF32, hd*kvHeads, toks), ct(typeI64, toks), ct(tF16, hd*kvHeads, kv)}},
-		{"set_rows_q8_0", withParams(ct(tQ8_0, 64, kv), opSetRows), []*rpc.Tensor{ct(tF32, 64, toks), ct(tI32, toks), ct(tQ8_0, 64, kv)}},
-		{"soft_max", withParams(ct(tF32, kv, toks, heads), opSoftMax, f32param(0.125), 0), []*rpc.Tensor{kq, ct(tF32, kv, toks)}},
-		{"soft_max_f16_mask_sinks", withParams(ct(tF32, kv, toks, heads), opSoftMax, f32param(1), f32param(8)), []*rpc.Tensor{kq, mask16, ct(tF32, heads)}},
-		{"soft_max_nomask", withParams(ct(tF32, kv, toks, heads), opSoftMax, f32param(1), 0), []*rpc.Tensor{kq}},
+		{"norm", withParams(ct(tF32, d, toks), rpc.OpNorm, f32param(1e-5)), []*rpc.Tensor{x}},
+		{"rms_norm", withParams(ct(tF32, d, toks), rpc.OpRmsNorm, f32param(1e-6)), []*rpc.Tensor{x}},
+		{"scale", withParams(ct(tF32, kv, toks, heads), rpc.OpScale, f32param(0.125), 0), []*rpc.Tensor{kq}},
+		{"mul_mat_q8_0", withParams(ct(tF32, 32, toks), rpc.OpMulMat), []*rpc.Tensor{ct(tQ8_0, d, 32), x}},
+		{"mul_mat_q4_K", withParams(ct(tF32, 8, toks), rpc.OpMulMat), []*rpc.Tensor{ct(typeQ4_K, 256, 8), ct(tF32, 256, toks)}},
+		{"mul_mat_kq_gqa", withParams(ct(tF32, kv, toks, heads), rpc.OpMulMat), []*rpc.Tensor{kcache, permuted(q3)}},
+		{"get_rows", withParams(ct(tF32, d, toks), rpc.OpGetRows), []*rpc.Tensor{ct(tQ8_0, d, 100), pos}},
+		{"get_rows_f32", withParams(ct(tF32, d, 2), rpc.OpGetRows), []*rpc.Tensor{x, ct(tI32, 2)}},
+		{"set_rows_f16", withParams(ct(tF16, hd*kvHeads, kv), rpc.OpSetRows), []*rpc.Tensor{ct(tF32, hd*kvHeads, toks), ct(typeI64, toks), ct(tF16, hd*kvHeads, kv)}},
+		{"set_rows_q8_0", withParams(ct(tQ8_0, 64, kv), rpc.OpSetRows), []*rpc.Tensor{ct(tF32, 64, toks), ct(tI32, toks), ct(tQ8_0, 64, kv)}},
+		{"soft_max", withParams(ct(tF32, kv, toks, heads), rpc.OpSoftMax, f32param(0.125), 0), []*rpc.Tensor{kq, ct(tF32, kv, toks)}},
+		{"soft_max_f16_mask_sinks", withParams(ct(tF32, kv, toks, heads), rpc.OpSoftMax, f32param(1), f32param(8)), []*rpc.Tensor{kq, mask16, ct(tF32, heads)}},
+		{"soft_max_nomask", withParams(ct(tF32, kv, toks, heads), rpc.OpSoftMax, f32param(1), 0), []*rpc.Tensor{kq}},
 		{"rope", rope, []*rpc.Tensor{q3, pos}},
 		{"rope_neox_freqs", ropeNeoxFF, []*rpc.Tensor{q3, pos, ct(tF32, hd/2)}},
 		{"rope_mrope", mrope, []*rpc.Tensor{q3, ct(tI32, 4*toks)}},
 		{"concat", withParams(ct(tF32, d, toks+2), opConcat, 1), []*rpc.Tensor{x, ct(tF32, d, 2)}},
 		{"argsort", withParams(ct(tI32, 8, toks), opArgsort, 1), []*rpc.Tensor{ct(tF32, 8, toks)}},
-		{"flash_attn_ext", withParams(ct(tF32, hd, heads, toks), opFlashAttn, f32param(0.25), 0, 0, 0),
+		{"flash_attn_ext", withParams(ct(tF32, hd, heads, toks), rpc.OpFlashAttn, f32param(0.25), 0, 0, 0),
 			[]*rpc.Tensor{permuted(q3), &kview, vcache, mask16}},
-		{"flash_attn_ext_q8_0_sinks", withParams(ct(tF32, 32, heads, toks), opFlashAttn, f32param(0.25), 0, 0, precF32),
+		{"flash_attn_ext_q8_0_sinks", withParams(ct(tF32, 32, heads, toks), rpc.OpFlashAttn, f32param(0.25), 0, 0, precF32),
 			[]*rpc.Tensor{ct(tF32, 32, toks, heads), ct(tQ8_0, 32, kv, kvHeads), ct(tQ8_0, 32, kv, kvHeads), mask16, ct(tF32, heads)}},
 	}
 }
@@ -148,8 +151,8 @@ func TestCheckOpRefuses(t *testing.T) {
 		base, name string
 		mut        func(c *opCase)
 	}{
-		{"add", "op not allowed (ADD_ID)", func(c *opCase) { c.t.Op = opAddID }},
-		{"add", "custom op", func(c *opCase) { c.t.Op = opCustom }},
+		{"add", "op not allowed (ADD_ID)", func(c *opCase) { c.t.Op = rpc.OpAddID }},
+		{"add", "custom op", func(c *opCase) { c.t.Op = rpc.OpCustom }},
 		{"add", "im2col", func(c *opCase) { c.t.Op = 51 }},
 		{"add", "missing src1", func(c *opCase) { c.src = c.src[:1] }},
 		{"add", "extra source", func(c *opCase) { c.src = append(c.src, c.src[0]) }},
@@ -170,20 +173,20 @@ func TestCheckOpRefuses(t *testing.T) {
 		{"cpy_f32_q8_0", "to q8_0 short dst rows", func(c *opCase) {
 			c.src[0] = ct(tF32, 128, 3)
 			*c.t = *ct(tQ8_0, 32, 12)
-			c.t.Op = opCpy
+			c.t.Op = rpc.OpCpy
 			c.src[1] = ct(tQ8_0, 32, 12)
 		}},
 		{"cpy_f32_q8_0", "to q4_K", func(c *opCase) {
 			c.t = ct(typeQ4_K, 256, 1)
-			c.t.Op = opCpy
+			c.t.Op = rpc.OpCpy
 			c.src[1] = ct(typeQ4_K, 256, 1)
 			c.src[0] = ct(tF32, 256)
 		}},
-		{"cpy_q8_0_f32", "q8_0 to f16", func(c *opCase) { c.t = ct(tF16, 64, 3); c.t.Op = opCpy; c.src[1] = ct(tF16, 64, 3) }},
+		{"cpy_q8_0_f32", "q8_0 to f16", func(c *opCase) { c.t = ct(tF16, 64, 3); c.t.Op = rpc.OpCpy; c.src[1] = ct(tF16, 64, 3) }},
 		{"cpy_q8_0_f32", "from q8_1 (no to_float)", func(c *opCase) { c.src[0].Type = 9; c.src[0].NB[0] = 36 }},
 		{"cpy_f16_f32", "i8 to f32", func(c *opCase) { c.src[0] = ct(typeI8, 64, 3) }},
 		{"sqr", "i32", func(c *opCase) { c.t.Type, c.src[0].Type = tI32, tI32 }},
-		{"sqr", "f32 to f16", func(c *opCase) { c.t = ct(tF16, 64, 3); c.t.Op = opSqr }},
+		{"sqr", "f32 to f16", func(c *opCase) { c.t = ct(tF16, 64, 3); c.t.Op = rpc.OpSqr }},
 		{"sqr", "non-contiguous rows", func(c *opCase) {
 			c.src[0].NE = [4]uint32{64, 3, 2, 1}
 			c.t.NE = c.src[0].NE
@@ -194,7 +197,7 @@ func TestCheckOpRefuses(t *testing.T) {
 		{"unary_silu", "op 22", func(c *opCase) { setP(c.t, 0, 22) }},
 		{"unary_silu", "op -1", func(c *opCase) { setP(c.t, 0, -1) }},
 		{"unary_silu", "silu bf16", func(c *opCase) { c.t.Type, c.src[0].Type = typeBF16, typeBF16; c.t.NB[0], c.src[0].NB[0] = 2, 2 }},
-		{"unary_silu", "silu f32 to f16", func(c *opCase) { c.t = ct(tF16, 64, 3); c.t.Op = opUnary; setP(c.t, 0, 10) }},
+		{"unary_silu", "silu f32 to f16", func(c *opCase) { c.t = ct(tF16, 64, 3); c.t.Op = rpc.OpUnary; setP(c.t, 0, 10) }},
 		{"unary_relu", "shape", func(c *opCase) { c.t.NE[1] = 1 }},
 		{"glu_swiglu_split", "op 6", func(c *opCase) { setP(c.t, 0, 6) }},
 		{"glu_swiglu_split", "halves differ", func(c *opCase) { c.src[1] = ct(tF32, 32, 3) }},
@@ -226,7 +229,7 @@ func TestCheckOpRefuses(t *testing.T) {
 		{"mul_mat_kq_gqa", "broadcast not divisible", func(c *opCase) { c.src[0].NE[2] = 3 }},
 		{"mul_mat_kq_gqa", "zero ne02", func(c *opCase) { c.src[0].NE[2] = 0 }},
 		{"get_rows", "index f32", func(c *opCase) { c.src[1].Type = tF32 }},
-		{"get_rows", "index computed", func(c *opCase) { c.src[1].Op = opCpy }},
+		{"get_rows", "index computed", func(c *opCase) { c.src[1].Op = rpc.OpCpy }},
 		{"get_rows", "src q8_1", func(c *opCase) { c.src[0].Type = 9; c.src[0].NB[0] = 36 }},
 		{"get_rows", "dst f16", func(c *opCase) { c.t.Type = tF16 }},
 		{"get_rows", "dst rows", func(c *opCase) { c.t.NE[1] = 5 }},
@@ -262,7 +265,7 @@ func TestCheckOpRefuses(t *testing.T) {
 		{"rope", "src q8_0", func(c *opCase) {
 			c.src[0] = ct(tQ8_0, 32, 4, 3)
 			c.t = ct(tQ8_0, 32, 4, 3)
-			c.t.Op = opRope
+			c.t.Op = rpc.OpRope
 			setP(c.t, 1, 32)
 		}},
 		{"rope", "nb0", func(c *opCase) { c.t.NB[0] = 8 }},
@@ -315,88 +318,11 @@ func TestCheckOpRefuses(t *testing.T) {
 	}
 }
 
-// The valid nodes of a few ops, run on a real worker, match local compute.
-func TestAllowedOpsMatchLocal(t *testing.T) {
-	w := startWorker(t, Config{})
-	c := dial(t, w.addr)
-	const d, toks, kv, hd, heads = 64, 3, 8, 16, 4
-	fpos := i32bytes(0, 5, 9)
-	f16mask := f16bytes([]float32{0, 0, 0, 0, 0, -65504, -65504, -65504, 0, 0, 0, 0, 0, 0, -65504, -65504, 0, 0, 0, 0, 0, 0, 0, 0})
-	for _, tc := range []struct {
-		name string
-		g    *testGraph
-	}{
-		{"add", &testGraph{ts: []*tdesc{
-			{name: "a", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, data: f32bytes(ramp(d*toks, 1))},
-			{name: "b", typ: tF32, ne: [4]uint32{d, 1, 1, 1}, data: f32bytes(ramp(d, 2))},
-			{name: "c", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, op: opAdd, src: []int{0, 1}},
-		}, nodes: []int{2}}},
-		{"mul_mat_q8_0", &testGraph{ts: []*tdesc{
-			{name: "w", typ: tQ8_0, ne: [4]uint32{d, 32, 1, 1}, data: q8bytes(ramp(d*32, 3))},
-			{name: "x", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, data: f32bytes(ramp(d*toks, 4))},
-			{name: "y", typ: tF32, ne: [4]uint32{32, toks, 1, 1}, op: opMulMat, src: []int{0, 1}},
-		}, nodes: []int{2}}},
-		{"rms_norm", &testGraph{ts: []*tdesc{
-			{name: "x", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, data: f32bytes(ramp(d*toks, 5))},
-			{name: "n", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, op: opRmsNorm, params: [16]int32{f32param(1e-6)}, src: []int{0}},
-		}, nodes: []int{1}}},
-		{"rope", &testGraph{ts: []*tdesc{
-			{name: "q", typ: tF32, ne: [4]uint32{hd, heads, toks, 1}, data: f32bytes(ramp(hd*heads*toks, 6))},
-			{name: "pos", typ: tI32, ne: [4]uint32{toks, 1, 1, 1}, data: fpos},
-			{name: "r", typ: tF32, ne: [4]uint32{hd, heads, toks, 1}, op: opRope, params: [16]int32{0, hd, 0, 0, 4096, f32param(10000), f32param(1), f32param(0), f32param(1), f32param(32), f32param(1)}, src: []int{0, 1}},
-		}, nodes: []int{2}}},
-		{"soft_max", &testGraph{ts: []*tdesc{
-			{name: "kq", typ: tF32, ne: [4]uint32{kv, toks, heads, 1}, data: f32bytes(ramp(kv*toks*heads, 7))},
-			{name: "mask", typ: tF16, ne: [4]uint32{kv, toks, 1, 1}, data: f16mask},
-			{name: "p", typ: tF32, ne: [4]uint32{kv, toks, heads, 1}, op: opSoftMax, params: [16]int32{f32param(0.25), 0}, src: []int{0, 1}},
-		}, nodes: []int{2}}},
-		{"get_rows", &testGraph{ts: []*tdesc{
-			{name: "emb", typ: tQ8_0, ne: [4]uint32{d, 10, 1, 1}, data: q8bytes(ramp(d*10, 8))},
-			{name: "ids", typ: tI32, ne: [4]uint32{toks, 1, 1, 1}, data: i32bytes(9, 0, 4)},
-			{name: "x", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, op: opGetRows, src: []int{0, 1}},
-		}, nodes: []int{2}}},
-		{"cpy_f32_f16", &testGraph{ts: []*tdesc{
-			{name: "a", typ: tF32, ne: [4]uint32{hd, 2, toks, 1}, data: f32bytes(ramp(hd*2*toks, 9))},
-			{name: "dst", typ: tF16, ne: [4]uint32{hd * 2, toks, 1, 1}},
-			{name: "cpy", typ: tF16, ne: [4]uint32{hd * 2, toks, 1, 1}, op: opCpy, src: []int{0, 1}, view: 2},
-		}, nodes: []int{2}}},
-		{"glu_swiglu", &testGraph{ts: []*tdesc{
-			{name: "gate", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, data: f32bytes(ramp(d*toks, 10))},
-			{name: "up", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, data: f32bytes(ramp(d*toks, 11))},
-			{name: "g", typ: tF32, ne: [4]uint32{d, toks, 1, 1}, op: opGlu, params: [16]int32{2, 0}, src: []int{0, 1}},
-		}, nodes: []int{2}}},
-		{"flash_attn_ext", &testGraph{ts: []*tdesc{
-			{name: "q", typ: tF32, ne: [4]uint32{hd, toks, heads, 1}, data: f32bytes(ramp(hd*toks*heads, 12))},
-			{name: "k", typ: tF16, ne: [4]uint32{hd, kv, 2, 1}, data: f16bytes(ramp(hd*kv*2, 13))},
-			{name: "v", typ: tF16, ne: [4]uint32{hd, kv, 2, 1}, data: f16bytes(ramp(hd*kv*2, 14))},
-			{name: "mask", typ: tF16, ne: [4]uint32{kv, toks, 1, 1}, data: f16mask},
-			{name: "o", typ: tF32, ne: [4]uint32{hd, heads, toks, 1}, op: opFlashAttn, params: [16]int32{f32param(0.25), 0, 0, 0}, src: []int{0, 1, 2, 3}},
-		}, nodes: []int{4}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			g := tc.g
-			g.layout()
-			// The node must pass checkOp as sent.
-			wire := g.wire(1, 0)
-			for _, n := range g.nodes {
-				var srcs [10]*rpc.Tensor
-				for j, s := range g.ts[n].src {
-					srcs[j] = &wire[s]
-				}
-				if err := checkOp(&wire[n], srcs); err != nil {
-					t.Fatalf("checkOp: %v", err)
-				}
-			}
-			remote := g.runRemote(t, c)
-			local := g.runLocal(t)
-			for i := range g.nodes {
-				if !bytes.Equal(remote[i], local[i]) {
-					t.Fatalf("node %d differs", i)
-				}
-				if bytes.Equal(remote[i], make([]byte, len(remote[i]))) {
-					t.Fatalf("node %d is all zero", i)
-				}
-			}
-		})
-	}
-}
+const (
+	tF32  = 0
+	tF16  = 1
+	tQ8_0 = 8
+	tI32  = 26
+)
+
+func f32param(x float32) int32 { return int32(math.Float32bits(x)) }

@@ -1,0 +1,598 @@
+package compute
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/cache"
+	"github.com/boxproj/box/worker/ctl"
+)
+
+// binding is one buffer of the connection.
+type binding struct {
+	handle uint64
+	dev    int
+	buf    *ggml.Buffer
+	vbase  uint64
+	size   uint64
+	named  bool // the supervisor has been told a tensor name for it
+}
+
+type storedGraph struct {
+	g       *ggml.Graph
+	indexes []indexCheck
+}
+
+// conn is the one client connection this process serves, and everything it
+// holds. Nothing here is freed on the way out: the process exits, and the
+// kernel and the device driver take back all of it.
+type conn struct {
+	ini   ctl.Init
+	sup   *supervisor
+	page  *ctl.Page
+	nc    net.Conn
+	cache *cache.Cache
+
+	devs    []*ggml.Backend // opened on first use
+	buffers map[uint64]*binding
+	graphs  []*storedGraph
+
+	shutdown      atomic.Bool // SIGTERM: the worker is stopping
+	violationKind string
+	nextBuf       uint64
+	nextVA        uint64
+
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	scratch []byte
+	in      uint64 // payload bytes of the current command, for the page
+	out     uint64
+}
+
+func newConn(ini ctl.Init, sup *supervisor, page *ctl.Page, nc net.Conn) *conn {
+	c := &conn{ini: ini, sup: sup, page: page, nc: nc, buffers: map[uint64]*binding{},
+		devs: make([]*ggml.Backend, len(ini.Devices)), graphs: make([]*storedGraph, len(ini.Devices)),
+		br: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(ini.Prefix), nc), 1<<20), bw: bufio.NewWriterSize(nc, 1<<20)}
+	c.nextVA = 1 << 40
+	return c
+}
+
+func cacheWithLog(dir string, log *slog.Logger) *cache.Cache { return cache.Open(dir, log) }
+
+// backend opens device d on first use: a process opens only the devices
+// its client uses (a GPU context costs time and memory).
+func (c *conn) backend(d int) (*ggml.Backend, error) {
+	if b := c.devs[d]; b != nil {
+		return b, nil
+	}
+	name := c.ini.Devices[d].Name
+	for _, dev := range ggml.Devices() {
+		if dev.Name == name {
+			b, err := ggml.Open(dev, c.ini.Threads)
+			if err != nil {
+				return nil, err
+			}
+			c.devs[d] = b
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("device %s is gone", name)
+}
+
+// loop serves commands until the connection ends, and says why.
+func (c *conn) loop() (ctl.Reason, string) {
+	for {
+		if c.ini.IdleTimeout > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.ini.IdleTimeout))
+		}
+		cmd, size, err := rpc.ReadRequestHeader(c.br)
+		if err != nil {
+			return c.classify(err)
+		}
+		if c.ini.IdleTimeout > 0 {
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		t0 := time.Now()
+		c.page.Begin(uint8(cmd), t0)
+		c.in, c.out = size, 0
+		err = c.dispatch(cmd, size)
+		if err == nil && c.bw.Buffered() > 0 {
+			err = c.bw.Flush()
+		}
+		now := time.Now()
+		c.page.End(uint8(cmd), now.Sub(t0), c.in, c.out, now)
+		if err != nil {
+			var pe *rpc.ProtocolError
+			if errors.As(err, &pe) {
+				c.violationKind = pe.Kind
+				return ctl.ReasonViolation, pe.Error()
+			}
+			return c.classify(err)
+		}
+	}
+}
+
+func (c *conn) classify(err error) (ctl.Reason, string) {
+	if c.shutdown.Load() {
+		return ctl.ReasonShutdown, ""
+	}
+	return ctl.Classify(err)
+}
+
+// fixed reads a payload that must be exactly n bytes.
+func (c *conn) fixed(cmd rpc.Cmd, size uint64, n int) ([]byte, error) {
+	if size != uint64(n) {
+		return nil, violation(cmd, "size", "payload is %d bytes, want %d", size, n)
+	}
+	if cap(c.scratch) < n {
+		c.scratch = make([]byte, max(n, 4096))
+	}
+	b := c.scratch[:n]
+	_, err := io.ReadFull(c.br, b)
+	return b, err
+}
+
+// readFixed reads a payload of exactly n bytes and decodes it.
+func readFixed[T any](c *conn, cmd rpc.Cmd, size uint64, n int, decode func([]byte) (T, error)) (T, error) {
+	p, err := c.fixed(cmd, size, n)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(p)
+}
+
+// deviceArg reads a request that names only a device, and checks the device.
+func (c *conn) deviceArg(cmd rpc.Cmd, size uint64) (int, error) {
+	req, err := readFixed(c, cmd, size, 4, rpc.DecodeDeviceReq)
+	if err != nil {
+		return 0, err
+	}
+	return c.device(cmd, req.Device)
+}
+
+func (c *conn) device(cmd rpc.Cmd, d uint32) (int, error) {
+	if int(d) >= len(c.ini.Devices) || d > 1<<20 {
+		return 0, violation(cmd, "device", "device %d out of range (worker has %d)", d, len(c.ini.Devices))
+	}
+	return int(d), nil
+}
+
+// openDevice checks device d and opens it.
+func (c *conn) openDevice(cmd rpc.Cmd, d uint32) (int, *ggml.Backend, error) {
+	i, err := c.device(cmd, d)
+	if err != nil {
+		return 0, nil, err
+	}
+	be, err := c.backend(i)
+	if err != nil {
+		return 0, nil, fmt.Errorf("open device: %w", err)
+	}
+	return i, be, nil
+}
+
+func (c *conn) reply(payload ...[]byte) error {
+	for _, p := range payload {
+		c.out += uint64(len(p))
+	}
+	return rpc.WriteResponse(c.bw, payload...)
+}
+
+func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+
+func (c *conn) binding(cmd rpc.Cmd, h uint64) (*binding, error) {
+	b := c.buffers[h]
+	if b == nil {
+		return nil, violation(cmd, "buffer", "buffer %#x is not owned by this connection", h)
+	}
+	return b, nil
+}
+
+// bufferArg reads a request that names only a buffer, and looks it up.
+func (c *conn) bufferArg(cmd rpc.Cmd, size uint64) (*binding, error) {
+	req, err := readFixed(c, cmd, size, 8, rpc.DecodeBufferReq)
+	if err != nil {
+		return nil, err
+	}
+	return c.binding(cmd, req.Handle)
+}
+
+func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
+	switch cmd {
+	case rpc.CmdHello:
+		return violation(cmd, "hello", "second HELLO")
+	case rpc.CmdDeviceCount:
+		if size != 0 {
+			return violation(cmd, "size", "payload is %d bytes, want 0", size)
+		}
+		return c.reply(binary.LittleEndian.AppendUint32(nil, uint32(len(c.ini.Devices))))
+	case rpc.CmdAllocBuffer:
+		return c.allocBuffer(cmd, size)
+	case rpc.CmdGetAlignment, rpc.CmdGetMaxSize, rpc.CmdGetDeviceMemory:
+		d, err := c.deviceArg(cmd, size)
+		if err != nil {
+			return err
+		}
+		desc := c.ini.Devices[d]
+		switch cmd {
+		case rpc.CmdGetAlignment:
+			return c.reply(u64(desc.Alignment))
+		case rpc.CmdGetMaxSize:
+			return c.reply(u64(desc.MaxSize))
+		default:
+			// Free memory depends on every connection and the quotas: the
+			// supervisor knows it.
+			r, err := c.sup.ask(ctl.Msg{Op: ctl.OpMemory, Dev: d})
+			if err != nil {
+				return err
+			}
+			return c.reply(u64(r.Free), u64(r.Total))
+		}
+	case rpc.CmdBufferGetBase, rpc.CmdFreeBuffer:
+		b, err := c.bufferArg(cmd, size)
+		if err != nil {
+			return err
+		}
+		if cmd == rpc.CmdBufferGetBase {
+			base := b.vbase
+			if b.size == 0 {
+				base = 0
+			}
+			return c.reply(u64(base))
+		}
+		c.dropGraphsUsing(b)
+		delete(c.buffers, b.handle)
+		b.buf.Free()
+		if err := c.sup.tell(ctl.Msg{Op: ctl.OpFree, Handle: b.handle}); err != nil {
+			return err
+		}
+		return c.reply()
+	case rpc.CmdBufferClear:
+		req, err := readFixed(c, cmd, size, 9, rpc.DecodeBufferClear)
+		if err != nil {
+			return err
+		}
+		b, err := c.binding(cmd, req.Handle)
+		if err != nil {
+			return err
+		}
+		if b.size > 0 {
+			b.buf.Clear(req.Value)
+		}
+		return c.reply()
+	case rpc.CmdSetTensor:
+		return c.setTensor(cmd, size)
+	case rpc.CmdSetTensorHash:
+		return c.setTensorHash(cmd, size)
+	case rpc.CmdGetTensor:
+		return c.getTensor(cmd, size)
+	case rpc.CmdCopyTensor:
+		return c.copyTensor(cmd, size)
+	case rpc.CmdGraphCompute:
+		return c.graphCompute(cmd, size)
+	case rpc.CmdGraphRecompute:
+		d, err := c.deviceArg(cmd, size)
+		if err != nil {
+			return err
+		}
+		if c.graphs[d] == nil {
+			return violation(cmd, "graph", "no stored graph for device %d", d)
+		}
+		return c.compute(cmd, d, c.graphs[d])
+	case rpc.CmdInitTensor:
+		req, err := readFixed(c, cmd, size, rpc.TensorSize, rpc.DecodeInitTensor)
+		if err != nil {
+			return err
+		}
+		spec, b, _, err := c.resolveTensor(cmd, &req.Tensor, false)
+		if err != nil {
+			return err
+		}
+		if b != nil && !b.buf.IsHost() {
+			if err := ggml.InitTensor(spec); err != nil {
+				return violation(cmd, "tensor", "%v", err)
+			}
+		}
+		return c.reply()
+	case rpc.CmdGetAllocSize:
+		return c.getAllocSize(cmd, size)
+	default:
+		return violation(cmd, "command", "unknown command %d", uint8(cmd))
+	}
+}
+
+func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
+	req, err := readFixed(c, cmd, size, 12, rpc.DecodeAllocBuffer)
+	if err != nil {
+		return err
+	}
+	d, be, err := c.openDevice(cmd, req.Device)
+	if err != nil {
+		return err
+	}
+	// The supervisor grants the bytes against the quotas before the
+	// device is asked: a refusal costs nothing.
+	r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: req.Size})
+	if err != nil {
+		return err
+	}
+	if !r.OK {
+		return c.reply(u64(0), u64(0))
+	}
+	reserved := req.Size
+	buf, err := be.Alloc(req.Size)
+	if err != nil {
+		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved})
+		c.sup.tell(ctl.Msg{Op: ctl.OpAllocFail, Dev: d, Size: req.Size})
+		return c.reply(u64(0), u64(0))
+	}
+	// Account what the device really gave (it may round up).
+	if real := buf.Size(); real > reserved {
+		r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: real - reserved})
+		if err != nil {
+			return err
+		}
+		if !r.OK {
+			buf.Free()
+			c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved})
+			return c.reply(u64(0), u64(0))
+		}
+		reserved = real
+	} else if real < reserved {
+		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved - real})
+		reserved = real
+	}
+	h, vbase := c.assign(buf.Size(), c.ini.Devices[d].Alignment)
+	c.buffers[h] = &binding{handle: h, dev: d, buf: buf, vbase: vbase, size: buf.Size()}
+	if err := c.sup.tell(ctl.Msg{Op: ctl.OpBind, Dev: d, Handle: h, Size: reserved}); err != nil {
+		return err
+	}
+	return c.reply(u64(h), u64(buf.Size()))
+}
+
+// assign hands out an opaque handle and a virtual base address range for a
+// new buffer: clients never see real addresses. Both are per connection
+// (they only mean something on the connection that got them), which also
+// makes a client's traffic reproducible.
+func (c *conn) assign(size uint64, align uint64) (handle, vbase uint64) {
+	const gap = 1 << 16
+	if align < gap {
+		align = gap
+	}
+	c.nextBuf++
+	handle = c.nextBuf
+	vbase = (c.nextVA + align - 1) &^ (align - 1)
+	c.nextVA = vbase + size + gap
+	return handle, vbase
+}
+
+// noteName tells the supervisor the first tensor name written into b, so
+// operators can see what a buffer holds.
+func (c *conn) noteName(b *binding, t *rpc.Tensor) {
+	if b.named {
+		return
+	}
+	b.named = true
+	if name := t.NameString(); name != "" {
+		c.sup.tell(ctl.Msg{Op: ctl.OpName, Handle: b.handle, Name: name})
+	}
+}
+
+// dataRange checks that [data+off, data+off+n) lies inside both the tensor
+// and its buffer, and returns the buffer offset.
+func (c *conn) dataRange(cmd rpc.Cmd, t *rpc.Tensor, tbytes, off, n uint64) (*binding, uint64, error) {
+	spec, b, _, err := c.resolveTensor(cmd, t, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	if off > tbytes || n > tbytes-off {
+		return nil, 0, violation(cmd, "range", "%d bytes at offset %d run past tensor %q (%d bytes)", n, off, t.NameString(), tbytes)
+	}
+	start := spec.Offset + off
+	if start > b.size || n > b.size-start {
+		return nil, 0, violation(cmd, "range", "%d bytes at offset %d run past the buffer", n, off)
+	}
+	return b, start, nil
+}
+
+func tensorBytes(t *rpc.Tensor) uint64 {
+	n, ok := t.Nbytes()
+	if !ok {
+		return 0
+	}
+	return n
+}
+
+func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
+	const hdr = rpc.TensorSize + 8
+	if size < hdr {
+		return violation(cmd, "size", "payload is %d bytes, want at least %d", size, hdr)
+	}
+	p := make([]byte, hdr)
+	if _, err := io.ReadFull(c.br, p); err != nil {
+		return err
+	}
+	h, err := rpc.DecodeSetTensorHeader(p)
+	if err != nil {
+		return err
+	}
+	n := size - hdr
+	b, start, err := c.dataRange(cmd, &h.Tensor, tensorBytes(&h.Tensor), h.Offset, n)
+	if err != nil {
+		return err
+	}
+	c.noteName(b, &h.Tensor)
+	if b.buf.IsHost() {
+		// Straight from the socket into device memory: no copy.
+		if _, err := io.ReadFull(c.br, b.buf.HostBytes(start, n)); err != nil {
+			return err
+		}
+		if c.cache != nil && n > rpc.BoxCacheThreshold {
+			c.cache.Put(b.buf.HostBytes(start, n))
+		}
+		return nil
+	}
+	chunk := make([]byte, min(n, 8<<20))
+	var all []byte
+	if c.cache != nil && n > rpc.BoxCacheThreshold {
+		all = make([]byte, 0, n)
+	}
+	for done := uint64(0); done < n; {
+		k := min(uint64(len(chunk)), n-done)
+		if _, err := io.ReadFull(c.br, chunk[:k]); err != nil {
+			return err
+		}
+		b.buf.Write(start+done, chunk[:k])
+		if all != nil {
+			all = append(all, chunk[:k]...)
+		}
+		done += k
+	}
+	if all != nil {
+		c.cache.Put(all)
+	}
+	return nil
+}
+
+func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
+	req, err := readFixed(c, cmd, size, rpc.TensorSize+16, rpc.DecodeSetTensorHash)
+	if err != nil {
+		return err
+	}
+	// Validate the tensor whether or not the data is cached: a bad tensor is
+	// a bad client either way.
+	if _, _, _, err := c.resolveTensor(cmd, &req.Tensor, true); err != nil {
+		return err
+	}
+	if c.cache == nil {
+		return c.reply([]byte{0})
+	}
+	// The entry's length is known only once it is opened; the range is
+	// checked then, once, and a failed check ends the read before any byte
+	// is written. The cached data goes straight into the tensor (host
+	// buffers) and is verified there; if it turns out corrupt the client is
+	// told to send it, which overwrites it.
+	var (
+		target   *binding
+		start    uint64
+		rangeErr error
+	)
+	ok := c.cache.ReadInto(req.Hash, func(n uint64) ([]byte, bool) {
+		target, start, rangeErr = c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, n)
+		if rangeErr != nil {
+			return nil, false
+		}
+		if target.buf.IsHost() {
+			return target.buf.HostBytes(start, n), true
+		}
+		return nil, true
+	}, func(data []byte) {
+		target.buf.Write(start, data)
+	})
+	if rangeErr != nil {
+		return rangeErr
+	}
+	if !ok {
+		return c.reply([]byte{0})
+	}
+	c.noteName(target, &req.Tensor)
+	c.page.CacheHit()
+	return c.reply([]byte{1})
+}
+
+func (c *conn) getTensor(cmd rpc.Cmd, size uint64) error {
+	req, err := readFixed(c, cmd, size, rpc.TensorSize+16, rpc.DecodeGetTensor)
+	if err != nil {
+		return err
+	}
+	b, start, err := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, req.Size)
+	if err != nil {
+		return err
+	}
+	if b.buf.IsHost() {
+		return c.reply(b.buf.HostBytes(start, req.Size))
+	}
+	out := make([]byte, req.Size)
+	b.buf.Read(start, out)
+	return c.reply(out)
+}
+
+func (c *conn) copyTensor(cmd rpc.Cmd, size uint64) error {
+	req, err := readFixed(c, cmd, size, 2*rpc.TensorSize, rpc.DecodeCopyTensor)
+	if err != nil {
+		return err
+	}
+	src, _, srcN, err := c.resolveTensor(cmd, &req.Src, true)
+	if err != nil {
+		return err
+	}
+	dst, db, _, err := c.resolveTensor(cmd, &req.Dst, true)
+	if err != nil {
+		return err
+	}
+	if dst.Offset+srcN > db.size || dst.Offset+srcN < dst.Offset {
+		return violation(cmd, "range", "copy of %d bytes runs past the destination buffer", srcN)
+	}
+	// ggml copies only between identical layouts (it asserts); anything else
+	// is answered "not supported" and the client falls back.
+	if src.Type != dst.Type || src.NE != dst.NE || src.NB != dst.NB {
+		return c.reply([]byte{0})
+	}
+	if err := ggml.Copy(src, dst); err != nil {
+		return c.reply([]byte{0})
+	}
+	return c.reply([]byte{1})
+}
+
+func (c *conn) getAllocSize(cmd rpc.Cmd, size uint64) error {
+	req, err := readFixed(c, cmd, size, 4+rpc.TensorSize*(1+rpc.MaxSrc), rpc.DecodeGetAllocSize)
+	if err != nil {
+		return err
+	}
+	_, be, err := c.openDevice(cmd, req.Device)
+	if err != nil {
+		return err
+	}
+	t, _, n, err := c.resolveTensor(cmd, &req.Tensor, false)
+	if err != nil {
+		return err
+	}
+	var srcs []ggml.TensorSpec
+	for i := range req.Srcs {
+		if req.Srcs[i].ID == 0 {
+			continue
+		}
+		s, _, _, err := c.resolveTensor(cmd, &req.Srcs[i], false)
+		if err != nil {
+			return err
+		}
+		t.Src[i] = int32(len(srcs) + 1)
+		srcs = append(srcs, s)
+	}
+	alloc := be.AllocSize(t, srcs)
+	return c.reply(u64(max(alloc, n)))
+}
+
+// dropGraphsUsing forgets stored graphs that point into b, so a RECOMPUTE
+// can never touch freed memory.
+func (c *conn) dropGraphsUsing(b *binding) {
+	for i, g := range c.graphs {
+		if g == nil {
+			continue
+		}
+		if _, ok := g.g.Buffers[b.buf]; ok {
+			g.g.Free()
+			c.graphs[i] = nil
+		}
+	}
+}

@@ -1,0 +1,182 @@
+// Package ctl is the contract between box worker's supervisor and the
+// compute process that serves one connection: the start message, the
+// control messages on their socketpair, the shared activity page, and the
+// typed states and close reasons both sides report. It is pure Go.
+package ctl
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// State is where a connection is in its life.
+type State string
+
+const (
+	StateHandshake State = "handshake" // before HELLO
+	StateServing   State = "serving"
+	StateClosed    State = "closed" // ended; shown only while memory is not yet given back
+)
+
+// Reason says why a connection ended. The values are metric labels and
+// appear in events and logs.
+type Reason string
+
+const (
+	ReasonClosed         Reason = "closed"          // EOF or reset by the client
+	ReasonDeadPeer       Reason = "dead-peer"       // keepalive found the peer's host gone
+	ReasonIdle           Reason = "idle"            // --idle-timeout
+	ReasonViolation      Reason = "violation"       // a protocol violation
+	ReasonError          Reason = "error"           // an I/O or internal error
+	ReasonOperator       Reason = "operator"        // POST /v1/connections/{id}/close
+	ReasonShutdown       Reason = "shutdown"        // the worker stopped
+	ReasonComputeTimeout Reason = "compute-timeout" // a graph ran past --max-compute-time
+	ReasonCrashed        Reason = "crashed"         // the compute process died (signal, abort, panic)
+)
+
+// Device describes one exposed ggml device, as the describe run of a
+// compute process reports it once at the worker's start.
+type Device struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Type        string `json:"type"` // cpu, gpu, igpu, accel
+	Alignment   uint64 `json:"alignment"`
+	MaxSize     uint64 `json:"max_size"`
+	MemoryFree  uint64 `json:"memory_free"`
+	MemoryTotal uint64 `json:"memory_total"`
+}
+
+// Init is the first control message: what the compute process serves.
+type Init struct {
+	Conn          uint64        `json:"conn"`
+	Peer          string        `json:"peer"`
+	Devices       []Device      `json:"devices"` // wire device index = position
+	Threads       int           `json:"threads"`
+	CacheDir      string        `json:"cache_dir,omitempty"`
+	IdleTimeout   time.Duration `json:"idle_timeout"`
+	Keepalive     Keepalive     `json:"keepalive"`
+	MaxGraphBytes uint64        `json:"max_graph_bytes"`
+	// Prefix holds the bytes the supervisor read from the client but did
+	// not serve: the start of the command that needed a compute process.
+	Prefix []byte `json:"prefix"`
+}
+
+// Op names a control message from the compute process.
+type Op string
+
+const (
+	OpReserve   Op = "reserve"   // ask for Size bytes on Dev (answered)
+	OpUnreserve Op = "unreserve" // give back Size bytes on Dev never bound
+	OpMemory    Op = "memory"    // free and total of Dev, as clients see it (answered)
+	OpBind      Op = "bind"      // buffer Handle of Size reserved bytes on Dev now exists
+	OpName      Op = "name"      // buffer Handle holds tensor Name (first one written)
+	OpFree      Op = "free"      // buffer Handle is freed; its bytes are given back
+	OpAllocFail Op = "alloc-fail"
+	OpEnd       Op = "end" // the connection is over; the process exits next
+)
+
+// Msg is a control message from the compute process to the supervisor.
+type Msg struct {
+	Op        Op     `json:"op"`
+	Seq       uint64 `json:"seq,omitempty"`
+	Dev       int    `json:"dev,omitempty"`
+	Size      uint64 `json:"size,omitempty"`
+	Handle    uint64 `json:"handle,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Reason    Reason `json:"reason,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+	Violation string `json:"violation,omitempty"`
+}
+
+// Reply answers a Msg that asked (reserve, memory).
+type Reply struct {
+	Seq   uint64 `json:"seq"`
+	OK    bool   `json:"ok,omitempty"`
+	Limit string `json:"limit,omitempty"` // the quota that refused a reservation
+	Free  uint64 `json:"free,omitempty"`
+	Total uint64 `json:"total,omitempty"`
+}
+
+// Conn is one end of the control socketpair: JSON values, one per line.
+// Send may be called from several goroutines.
+type Conn struct {
+	rw  io.ReadWriteCloser
+	dec *json.Decoder
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// NewConn wraps a connected control socket.
+func NewConn(rw io.ReadWriteCloser) *Conn {
+	return &Conn{rw: rw, dec: json.NewDecoder(bufio.NewReader(rw)), enc: json.NewEncoder(rw)}
+}
+
+// Send writes one message.
+func (c *Conn) Send(v any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enc.Encode(v); err != nil {
+		return fmt.Errorf("control send: %w", err)
+	}
+	return nil
+}
+
+// Recv reads one message into v; io.EOF means the other side is gone.
+func (c *Conn) Recv(v any) error { return c.dec.Decode(v) }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.rw.Close() }
+
+// Classify names the end of a connection from the error that ended it.
+func Classify(err error) (Reason, string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return ReasonClosed, ""
+	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		// Only keepalive probes (or unacknowledged writes) find these on an
+		// otherwise quiet connection: the peer's host is gone.
+		return ReasonDeadPeer, "keepalive: " + err.Error()
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return ReasonIdle, "no message within --idle-timeout"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return ReasonClosed, "peer closed mid-message"
+	default:
+		return ReasonError, err.Error()
+	}
+}
+
+// Keepalive is the TCP keepalive a worker sets on every client socket.
+type Keepalive struct {
+	Idle     time.Duration `json:"idle"`
+	Interval time.Duration `json:"interval"`
+	Count    int           `json:"count"`
+}
+
+// Apply sets keepalive, TCP_USER_TIMEOUT (their sum, so unacknowledged
+// writes fail in the same window) and TCP_NODELAY on tc. A compute process
+// applies it again to the socket it inherits: Go's net.FileConn resets
+// keepalive to its own defaults.
+func (k Keepalive) Apply(tc *net.TCPConn) {
+	tc.SetNoDelay(true)
+	tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: k.Idle, Interval: k.Interval, Count: k.Count})
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	d := k.Idle + time.Duration(k.Count)*k.Interval
+	raw.Control(func(fd uintptr) {
+		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(d.Milliseconds()))
+	})
+}
+
+// TCP_USER_TIMEOUT from linux/tcp.h (not in package syscall).
+const tcpUserTimeout = 0x12

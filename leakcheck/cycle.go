@@ -28,6 +28,10 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	for _, w := range r.workers {
 		rep.Workers = append(rep.Workers, WorkerRef{Addr: w.ep.Addr, Admin: w.ep.Admin, Local: w.local != nil, PID: w.pid()})
 	}
+	r.ours = make([]map[uint64]bool, len(r.workers))
+	for i := range r.ours {
+		r.ours[i] = map[uint64]bool{}
+	}
 	t0 := time.Now()
 	var first map[string]uint64
 	for i := 0; i < r.o.Restarts; i++ {
@@ -177,6 +181,7 @@ func (r *runner) cycle(ctx context.Context, n int, m Mode, first map[string]uint
 			return c, err
 		}
 		pk.observe(after)
+		r.markOurs(base, after)
 		leaks = newConnLeaks(r, base, after)
 		if len(leaks) == 0 && withinTolerance(after.metrics(), first, r.o.Tolerance, r.judged) {
 			c.Released = true
@@ -194,6 +199,10 @@ func (r *runner) cycle(ctx context.Context, n int, m Mode, first map[string]uint
 	c.Leaks = leaks
 	for _, l := range leaks {
 		c.LeakedBytes += l.Bytes
+	}
+	c.Foreign = foreignConns(r, after)
+	for _, f := range c.Foreign {
+		c.ForeignBytes += f.Bytes
 	}
 
 	// End the head for good.
@@ -337,6 +346,41 @@ func newConnLeaks(r *runner, base, after sample) []Leak {
 		}
 		for _, c := range w.conns {
 			if known[c.ID] || c.Bytes == 0 {
+				continue
+			}
+			out = append(out, Leak{Worker: r.workers[i].ep.Addr, Conn: c.ID, Peer: c.Peer, State: c.State, Buffers: len(c.Buffers), Bytes: c.Bytes})
+		}
+	}
+	return out
+}
+
+// markOurs records the connections that appeared since the cycle's
+// baseline: they are this cycle's head's.
+func (r *runner) markOurs(base, now sample) {
+	for i, w := range now.workers {
+		if i >= len(r.ours) || i >= len(base.workers) {
+			continue
+		}
+		known := map[uint64]bool{}
+		for _, c := range base.workers[i].conns {
+			known[c.ID] = true
+		}
+		for _, c := range w.conns {
+			if !known[c.ID] {
+				r.ours[i][c.ID] = true
+			}
+		}
+	}
+}
+
+// foreignConns lists the connections holding bytes after the release that
+// leakcheck did not open (a client of its own, another head): their bytes
+// make the cycle's memory readings say nothing about the heads.
+func foreignConns(r *runner, after sample) []Leak {
+	out := []Leak{}
+	for i, w := range after.workers {
+		for _, c := range w.conns {
+			if c.Bytes == 0 || i < len(r.ours) && r.ours[i][c.ID] {
 				continue
 			}
 			out = append(out, Leak{Worker: r.workers[i].ep.Addr, Conn: c.ID, Peer: c.Peer, State: c.State, Buffers: len(c.Buffers), Bytes: c.Bytes})

@@ -177,6 +177,9 @@ type runner struct {
 
 	judged  []string
 	workers []*workerRef
+	// ours holds, per worker, the connections that appeared during a cycle:
+	// the heads leakcheck started. Any other connection is foreign.
+	ours    []map[uint64]bool
 	ns      *netns
 	nvml    *nvmlProbe
 	cleanup func()

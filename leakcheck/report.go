@@ -21,6 +21,7 @@ type Report struct {
 	Model                 string            `json:"model"`
 	LoadModel             string            `json:"load_model"`
 	Modes                 []string          `json:"modes"`
+	ModesSkipped          []string          `json:"modes_skipped"`
 	Restarts              int               `json:"restarts"`
 	Requests              int               `json:"requests"`
 	ReleaseTimeoutSeconds float64           `json:"release_timeout_seconds"`
@@ -61,13 +62,16 @@ type Cycle struct {
 	ReleaseSeconds     float64           `json:"release_seconds"`
 	LeakedBytes        uint64            `json:"leaked_bytes"`
 	Leaks              []Leak            `json:"leaks"`
+	ForeignBytes       uint64            `json:"foreign_bytes"`
+	Foreign            []Leak            `json:"foreign"`
 	Verdict            string            `json:"verdict"`
 	Problems           []string          `json:"problems"`
 	Notes              []string          `json:"notes"`
 }
 
-// Leak is a connection of this cycle's head still holding bytes after the
-// release timeout.
+// Leak is a connection still holding bytes after the release timeout: one
+// of this cycle's head (Cycle.Leaks), or one leakcheck did not open
+// (Cycle.Foreign).
 type Leak struct {
 	Worker  string `json:"worker"`
 	Conn    uint64 `json:"conn"`
@@ -85,6 +89,9 @@ type Trend struct {
 	GrowthBytes        float64 `json:"growth_bytes"`
 	Judged             bool    `json:"judged"`
 	Creeping           bool    `json:"creeping"`
+	// Computed is false with fewer than 3 cycles: slope and growth are
+	// then 0 and mean nothing.
+	Computed bool `json:"computed"`
 }
 
 // WriteTable writes the human-readable report.
@@ -127,6 +134,10 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	for _, t := range rep.Trends {
+		if !t.Computed {
+			fmt.Fprintf(w, "trend %s: not computed (%d cycles; it needs %d)\n", t.Metric, t.Cycles, minTrendCycles)
+			continue
+		}
 		state := "flat"
 		if t.Creeping {
 			state = "CREEPING"
@@ -175,6 +186,7 @@ type JUnitSuites struct {
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
 	Errors   int          `xml:"errors,attr"`
+	Skipped  int          `xml:"skipped,attr"`
 	Time     string       `xml:"time,attr"`
 	Suites   []JUnitSuite `xml:"testsuite"`
 }
@@ -205,7 +217,13 @@ type JUnitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      string        `xml:"time,attr"`
 	Failure   *JUnitFailure `xml:"failure,omitempty"`
+	Skipped   *JUnitSkipped `xml:"skipped,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+// JUnitSkipped marks a case that did not run: <skipped message="..."/>.
+type JUnitSkipped struct {
+	Message string `xml:"message,attr"`
 }
 
 // JUnitFailure names what leaked.
@@ -239,6 +257,13 @@ func (rep *Report) JUnit() JUnitSuites {
 		}
 		s.Cases = append(s.Cases, tc)
 	}
+	// Modes that no cycle was planned for (--restarts below the number of
+	// modes) are skipped, not passed.
+	for _, m := range rep.ModesSkipped {
+		msg := fmt.Sprintf("not run: --restarts %d cycles through %d modes and never reaches %s", rep.Restarts, len(rep.Modes), m)
+		s.Cases = append(s.Cases, JUnitCase{Name: "mode " + m, Classname: "leakcheck." + m, Time: "0",
+			Skipped: &JUnitSkipped{Message: msg}})
+	}
 	// Cycles that never ran (the run stopped early) fail too.
 	for n := len(rep.Cycles) + 1; n <= rep.Restarts; n++ {
 		mode := rep.Modes[(n-1)%len(rep.Modes)]
@@ -248,7 +273,13 @@ func (rep *Report) JUnit() JUnitSuites {
 	}
 	trend := JUnitCase{Name: "floor trend across cycles", Classname: "leakcheck.trend", Time: "0"}
 	var lines []string
+	computed := false
 	for _, t := range rep.Trends {
+		computed = computed || t.Computed
+		if !t.Computed {
+			lines = append(lines, fmt.Sprintf("%s: not computed (%d cycles; it needs %d)", t.Metric, t.Cycles, minTrendCycles))
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("%s: %+.0f bytes/cycle, %+.0f bytes over %d cycles, creeping=%v, judged=%v",
 			t.Metric, t.SlopeBytesPerCycle, t.GrowthBytes, t.Cycles, t.Creeping, t.Judged))
 		if t.Creeping && t.Judged && trend.Failure == nil {
@@ -256,6 +287,9 @@ func (rep *Report) JUnit() JUnitSuites {
 		}
 	}
 	trend.SystemOut = strings.Join(lines, "\n")
+	if !computed {
+		trend.Skipped = &JUnitSkipped{Message: fmt.Sprintf("not computed: %d cycles, a trend needs %d", len(rep.Cycles), minTrendCycles)}
+	}
 	if trend.Failure != nil {
 		trend.Failure.Text = trend.SystemOut
 	}
@@ -265,8 +299,11 @@ func (rep *Report) JUnit() JUnitSuites {
 		if c.Failure != nil {
 			s.Failures++
 		}
+		if c.Skipped != nil {
+			s.Skipped++
+		}
 	}
-	return JUnitSuites{Name: "box leakcheck", Tests: s.Tests, Failures: s.Failures, Time: s.Time, Suites: []JUnitSuite{s}}
+	return JUnitSuites{Name: "box leakcheck", Tests: s.Tests, Failures: s.Failures, Skipped: s.Skipped, Time: s.Time, Suites: []JUnitSuite{s}}
 }
 
 // WriteJUnit writes the JUnit XML document.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,7 +197,7 @@ func TestTable(t *testing.T) {
 	var buf bytes.Buffer
 	leakyReport().WriteTable(&buf)
 	out := buf.String()
-	for _, want := range []string{"cycle  mode", "rss after", "cycle 2 (kill): 6682112 bytes (6.4 MiB) still bound", "LEAK: 2/4 cycles passed, 1 leaked, 1 failed"} {
+	for _, want := range []string{"cycle  mode", "rss after", "cycle 2 (kill): 6682112 bytes (6.4 MiB) still bound", "LEAK: 1 of 4 cycles left memory bound; 2 passed, 1 leaked, 0 foreign, 1 failed;"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -212,5 +213,48 @@ func TestParseModes(t *testing.T) {
 		if _, err := ParseModes(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// Modes that --restarts never reaches are <skipped/> in JUnit and listed in
+// JSON's modes_skipped; a trend that was not computed is skipped too.
+func TestModesSkipped(t *testing.T) {
+	rep := syntheticReport(2, func(int) uint64 { return 0 }, nil)
+	rep.Modes = []string{"graceful", "kill", "kill-during-load", "vanish"}
+	rep.Trends, rep.Problems, rep.Notes = []Trend{}, []string{}, nil
+	rep.finish()
+	if fmt.Sprint(rep.ModesSkipped) != "[kill-during-load vanish]" || rep.Verdict != VerdictPass {
+		t.Fatalf("skipped %v, verdict %s", rep.ModesSkipped, rep.Verdict)
+	}
+	if !strings.Contains(rep.Summary, "modes not run: kill-during-load,vanish") {
+		t.Errorf("summary %q", rep.Summary)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteJUnit(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc JUnitSuites
+	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var skipped []string
+	for _, c := range doc.Suites[0].Cases {
+		if c.Skipped != nil {
+			skipped = append(skipped, c.Name+": "+c.Skipped.Message)
+		}
+		if c.Skipped != nil && c.Failure != nil {
+			t.Errorf("%s both skipped and failed", c.Name)
+		}
+	}
+	want := []string{
+		"mode kill-during-load: not run: --restarts 2 cycles through 4 modes and never reaches kill-during-load",
+		"mode vanish: not run: --restarts 2 cycles through 4 modes and never reaches vanish",
+		"floor trend across cycles: not computed: 2 cycles, a trend needs 3",
+	}
+	if !reflect.DeepEqual(skipped, want) || doc.Skipped != 3 || doc.Suites[0].Skipped != 3 || doc.Failures != 0 {
+		t.Errorf("skipped %q (%d, %d), failures %d", skipped, doc.Skipped, doc.Suites[0].Skipped, doc.Failures)
+	}
+	if !strings.Contains(buf.String(), `<skipped message="not run: --restarts 2 cycles through 4 modes and never reaches vanish"></skipped>`) {
+		t.Errorf("no <skipped/> element:\n%s", buf.String())
 	}
 }

@@ -1,6 +1,7 @@
 package leakcheck
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -73,7 +74,8 @@ func TestCreepingFloorFailsTheRun(t *testing.T) {
 	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0], "bound_bytes floor creeps up") {
 		t.Fatalf("problems %q", rep.Problems)
 	}
-	if !strings.Contains(rep.Summary, "floor creeping") {
+	if !strings.HasPrefix(rep.Summary, "LEAK: each cycle is within the tolerance, but the bound floor creeps up over 6 cycles;") ||
+		!strings.Contains(rep.Summary, "bound floor creeps 2.0 MiB/cycle") {
 		t.Fatalf("summary %q", rep.Summary)
 	}
 
@@ -165,4 +167,72 @@ func syntheticReport(n int, bound, rss func(i int) uint64) *Report {
 	}
 	rep.finish()
 	return rep
+}
+
+// A client leakcheck did not open holding memory after every release, just
+// under the tolerance: the cycles are foreign, not passed, the connection is
+// named, and the step it makes in the floor is not called a creep.
+func TestForeignHolder(t *testing.T) {
+	holder := Leak{Worker: "127.0.0.1:5000", Conn: 3, Peer: "10.0.0.9:41000", State: "serving", Buffers: 1, Bytes: 16462643}
+	rep := syntheticReport(6, func(i int) uint64 {
+		if i < 3 {
+			return 0
+		}
+		return holder.Bytes // the client came in the middle of the run
+	}, nil)
+	for i := range rep.Cycles {
+		c := &rep.Cycles[i]
+		if c.Cycle >= 3 {
+			c.Foreign, c.ForeignBytes = []Leak{holder}, holder.Bytes
+		}
+		c.Problems, c.Notes = nil, nil
+		c.judge(rep.Baseline, rep.ToleranceBytes, rep.Judged)
+	}
+	rep.Trends, rep.Problems, rep.Notes = []Trend{}, []string{}, nil
+	rep.finish()
+	if rep.Verdict != VerdictForeign {
+		t.Fatalf("verdict %s: %s", rep.Verdict, rep.Summary)
+	}
+	for _, c := range rep.Cycles {
+		want := VerdictPass
+		if c.Cycle >= 3 {
+			want = VerdictForeign
+		}
+		if c.Verdict != want {
+			t.Errorf("cycle %d: %s, want %s", c.Cycle, c.Verdict, want)
+		}
+	}
+	c := rep.Cycles[3]
+	if len(c.Problems) != 1 || c.Problems[0] != "16462643 bytes (15.7 MiB) held on worker 127.0.0.1:5000 by connection 3 (peer 10.0.0.9:41000, serving, 1 buffers), which leakcheck did not open" {
+		t.Errorf("problems %q", c.Problems)
+	}
+	if want := "FOREIGN: in 4 of 6 cycles memory stays held by connections leakcheck did not open: 127.0.0.1:5000 conn 3 (10.0.0.9:41000) holds 15.7 MiB; 2 passed, 0 leaked, 4 foreign, 0 failed;"; !strings.HasPrefix(rep.Summary, want) {
+		t.Errorf("summary %q\nwant prefix %q", rep.Summary, want)
+	}
+	if strings.Contains(rep.Summary, "creep") || len(rep.Problems) != 0 {
+		t.Errorf("the step is called a creep: %q %q", rep.Summary, rep.Problems)
+	}
+}
+
+// Fewer than three cycles: the trend is not computed, and says so.
+func TestTrendNotComputed(t *testing.T) {
+	for _, tc := range []struct {
+		cycles   int
+		computed bool
+		summary  string
+	}{
+		{1, false, "bound floor trend not computed (1 cycles)"},
+		{2, false, "bound floor trend not computed (2 cycles)"},
+		{3, true, "bound floor trend 0 B/cycle"},
+	} {
+		rep := syntheticReport(tc.cycles, func(int) uint64 { return 0 }, nil)
+		if rep.Trends[0].Computed != tc.computed || !strings.Contains(rep.Summary, tc.summary) {
+			t.Errorf("%d cycles: computed %v, summary %q", tc.cycles, rep.Trends[0].Computed, rep.Summary)
+		}
+		var buf bytes.Buffer
+		rep.WriteTable(&buf)
+		if got := strings.Contains(buf.String(), "trend bound_bytes: not computed"); got == tc.computed {
+			t.Errorf("%d cycles: table says not computed = %v:\n%s", tc.cycles, got, buf.String())
+		}
+	}
 }

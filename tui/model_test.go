@@ -308,3 +308,31 @@ func TestModelActivityColumns(t *testing.T) {
 		t.Errorf("unrated row: %q", l)
 	}
 }
+
+// TestModelBanner: the demo's lines stay on screen, wrapped to the width.
+func TestModelBanner(t *testing.T) {
+	curl := `try: curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{"model":"box-demo","messages":[{"role":"user","content":"hi"}]}'`
+	opt := testOptions()
+	opt.Banner = []string{"box demo · OpenAI API http://127.0.0.1:8080/v1 · q stops the demo", curl}
+	m := New(&fakeSource{}, opt)
+	m.SetSnapshot(fakeSnapshot())
+	send(m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	v := m.View()
+	lines := strings.Split(v, "\n")
+	if len(lines) != 24 || !strings.Contains(lines[1], "q stops the demo") {
+		t.Fatalf("banner not under the header:\n%s", v)
+	}
+	var got string
+	for _, l := range lines[2:] {
+		if lipgloss.Width(l) > 80 {
+			t.Errorf("line wider than 80: %q", l)
+		}
+		if !strings.HasPrefix(l, "  ") || strings.Contains(l, "NODES") {
+			break
+		}
+		got += strings.TrimSpace(l)
+	}
+	if strings.ReplaceAll(got, " ", "") != strings.ReplaceAll(curl, " ", "") {
+		t.Errorf("the curl line does not survive wrapping:\n%s\nwant %s", got, curl)
+	}
+}

@@ -28,6 +28,7 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		once     = fs.Bool("once", false, "print one frame to stdout and exit (1 when a node is down)")
 		width    = fs.Int("width", 80, "columns of the --once frame")
 		nvmlMode = fs.String("nvml", "auto", "alert on GPU memory of processes that are not box, from this host's NVML: auto (when a node is on this host), on, off")
+		banner   = fs.String("banner", "", "lines to show under the header (newline-separated; the demo shows its URL and a curl line)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: boxtop (--nodes URL,... | --head URL) [--interval 1s] [--once [--width 80]]\n\n"+
@@ -91,7 +92,11 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return nil
 	}
-	m := tui.New(p, tui.Options{Interval: *interval})
+	opt := tui.Options{Interval: *interval}
+	if *banner != "" {
+		opt.Banner = strings.Split(strings.TrimRight(*banner, "\n"), "\n")
+	}
+	m := tui.New(p, opt)
 	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(stdout))
 	_, err = prog.Run()
 	if err != nil && ctx.Err() != nil {

@@ -55,9 +55,17 @@ func normalise(s *Snapshot) {
 			c.Peer = fmt.Sprintf("10.0.0.9:%d", 40000+c.ID)
 			c.Since = t0.Add(-time.Duration(90+c.ID) * time.Second)
 			c.LastActivity = t0.Add(-2 * time.Second)
+			// The compute process and the counters vary from run to run.
+			if c.PID != 0 {
+				c.PID = 4000 + int(c.ID)
+			}
+			c.Commands, c.BytesIn, c.BytesOut, c.DriverBytes, c.Command = 0, 0, 0, 0, ""
 			for k := range c.Buffers {
 				c.Buffers[k].Created = t0.Add(-time.Duration(60-c.Buffers[k].ID) * time.Second)
 			}
+		}
+		for id := range n.Activity {
+			n.Activity[id] = Activity{} // rates depend on the polls' timing
 		}
 		for j, h := range n.History {
 			var out []uint64

@@ -153,12 +153,11 @@ const (
 	AlertLost     = "lost"       // the head reports the worker down
 	AlertReaped   = "reaped"     // a dead or idle peer was reaped
 	AlertQuota    = "quota"      // an allocation refused by a quota
-	AlertLeaked   = "leaked"     // a connection ended and kept its buffers (fault injection)
 	AlertGPU      = "gpu"        // NVML: GPU memory used by a process that is not box
 	AlertHead     = "head"       // the head is unreachable, degraded or failed
 	AlertClosed   = "closed"     // an operator closed a connection
 	AlertCrashed  = "crashed"    // a connection's compute process crashed
-	AlertUnfreed  = "unreleased" // memory the driver did not give back after a connection ended
+	AlertUnfreed  = "unreleased" // a connection ended but its memory was not given back (its process lives on, or the driver still lists it)
 	AlertTimeout  = "timeout"    // a connection closed because a compute took too long
 	AlertViolate  = "violation"  // a connection dropped for a protocol violation
 	AlertRefused  = "refused"    // a peer refused by --allow
@@ -643,8 +642,6 @@ func eventAlert(e worker.Event) (Alert, bool) {
 		return Alert{Kind: AlertClosed, Text: fmt.Sprintf("conn %d (%s) closed by an operator", e.Conn, e.Peer)}, true
 	case "quota":
 		return Alert{Kind: AlertQuota, Text: fmt.Sprintf("quota refused conn %d: %s", e.Conn, e.Detail)}, true
-	case "leaked":
-		return Alert{Kind: AlertLeaked, Text: fmt.Sprintf("conn %d ended and kept %d buffers (%s)", e.Conn, e.Buffers, probe.HumanBytes(e.Bytes))}, true
 	case "crashed":
 		return Alert{Kind: AlertCrashed, Text: fmt.Sprintf("conn %d: its compute process crashed%s; %s", e.Conn, detail, freed)}, true
 	case "unreleased":

@@ -62,7 +62,8 @@ type proc struct {
 	stderr *os.File // read end of its stderr
 
 	tailMu sync.Mutex
-	tail   []string // last lines of its stderr
+	head   []string // first lines of its stderr (a Go crash names the signal there)
+	tail   []string // last lines
 }
 
 func newConn(w *Worker, id uint64, nc net.Conn) *conn {
@@ -448,6 +449,9 @@ func (p *proc) readStderr(c *conn, r *os.File) {
 			continue
 		}
 		p.tailMu.Lock()
+		if len(p.head) < 16 {
+			p.head = append(p.head, line)
+		}
 		if len(p.tail) == 32 {
 			p.tail = p.tail[1:]
 		}
@@ -462,8 +466,9 @@ func (p *proc) readStderr(c *conn, r *os.File) {
 func (p *proc) crashLine() string {
 	p.tailMu.Lock()
 	defer p.tailMu.Unlock()
-	for _, l := range p.tail {
-		for _, mark := range []string{"GGML_ASSERT", "panic:", "fatal error:", "Assertion", "abort"} {
+	lines := append(slices.Clone(p.head), p.tail...)
+	for _, mark := range []string{"GGML_ASSERT", "ggml abort", "Assertion", "panic:", "fatal error:", "SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE"} {
+		for _, l := range lines {
 			if strings.Contains(l, mark) {
 				return truncate(l, 300)
 			}

@@ -41,6 +41,20 @@ func clientMain(mode, addr string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if mode == "hold50" {
+		// Binds and fills 50 MiB, then holds it until killed.
+		const n = 50 << 20
+		h, _, err := c.AllocBuffer(ctx, 0, n)
+		if err != nil || h == 0 {
+			return 1
+		}
+		base, _ := c.BufferGetBase(ctx, h)
+		t := rpc.Tensor{ID: 2, Type: 24, Buffer: h, NE: [4]uint32{n, 1, 1, 1}, NB: [4]uint32{1, n, n, n}, Data: base}
+		if err := c.SetTensor(ctx, t, 0, make([]byte, n)); err != nil {
+			return 1
+		}
+		select {}
+	}
 	const size = 256 << 20
 	h, _, err := c.AllocBuffer(ctx, 0, size)
 	if err != nil || h == 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/boxproj/box/leakcheck"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/compute/computetest"
 )
 
 // leakcheckRun runs `box leakcheck args...` as a real process (its workers
@@ -48,18 +49,21 @@ func leakcheckRun(t *testing.T, args ...string) (code int, stdout, stderr string
 	return code, out.String(), errOut.String()
 }
 
-// startWorkers starts n box workers with extra flags and returns the --rpc list.
-func startWorkers(t *testing.T, n int, extra ...string) (rpcList string, rpcs, admins []string) {
+// startWorkers starts n box workers and returns the --rpc list.
+func startWorkers(t *testing.T, n int) (rpcList string, rpcs, admins []string) {
+	return startFaultWorkers(t, n, "")
+}
+
+// startFaultWorkers starts n box workers whose compute processes have a
+// test fault ("" for none; see package computetest).
+func startFaultWorkers(t *testing.T, n int, fault string) (rpcList string, rpcs, admins []string) {
 	t.Helper()
 	var items []string
 	for i := 0; i < n; i++ {
 		r, a := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
-		cmd := startBox(t, append([]string{"worker", "--listen", r, "--admin", a, "--threads", "1", "--log-level", "warn"}, extra...)...)
-		if len(extra) > 0 {
-			// A worker holding leaked buffers does not stop on SIGTERM
-			// (it waits for the leaked connections): kill it first.
-			t.Cleanup(func() { cmd.Process.Kill() })
-		}
+		cmd := box("worker", "--listen", r, "--admin", a, "--threads", "1", "--log-level", "warn", "--grace", "1s")
+		cmd.Env = append(cmd.Env, computetest.FaultEnv(fault)...)
+		startCmd(t, cmd)
 		waitHTTP(t, "http://"+a+"/v1/node")
 		rpcs, admins = append(rpcs, r), append(admins, a)
 		items = append(items, r+"@"+a)
@@ -149,14 +153,14 @@ func TestLeakcheckCatchesLeakOnDisconnect(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name  string
-		fault []string
+		fault string
 		code  int
 	}{
-		{"fault", []string{"--fault", "leak-on-disconnect"}, 1},
-		{"normal", nil, 0},
+		{"fault", computetest.LeakOnDisconnect, 1},
+		{"normal", "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			list, _, _ := startWorkers(t, 2, tc.fault...)
+			list, _, _ := startFaultWorkers(t, 2, tc.fault)
 			js, ju := filepath.Join(dir, tc.name+".json"), filepath.Join(dir, tc.name+".xml")
 			code, out, stderr := leakcheckRun(t, "--demo", "--cache-dir", dir, "--rpc", list, "--modes", "graceful,kill",
 				"--restarts", "2", "--release-timeout", "2s", "--json", js, "--junit", ju)

@@ -83,12 +83,14 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 	}
 	specs := make([]ggml.TensorSpec, 0, len(order))
 	var bindings []*binding
+	var extents []uint64 // bytes from each tensor's data that ggml may touch
 	for k := 0; k < len(order); k++ { // order grows as sources are found
 		t := &req.Tensors[order[k]]
-		spec, b, _, err := c.resolveTensor(cmd, t, true)
+		spec, b, ext, err := c.resolveTensor(cmd, t, true)
 		if err != nil {
 			return nil, err
 		}
+		extents = append(extents, ext)
 		for j, sid := range t.Src {
 			if sid == 0 {
 				continue
@@ -150,6 +152,15 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 			if nelements(it) > 0 {
 				checks = append(checks, indexCheck{b: bindings[idx], offset: specs[idx].Offset, ne: it.NE, nb: it.NB,
 					wide: it.Type == typeI64, limit: limit})
+				// Indexes are checked before compute; a node that writes
+				// over them would change them after the check.
+				for _, m := range nodes {
+					if produced[m] && bindings[m] == bindings[idx] &&
+						overlaps(specs[m].Offset, extents[m], specs[idx].Offset, extents[idx]) {
+						return nil, violation(cmd, "index", "node %q writes over the row indexes %q of node %q",
+							req.Tensors[order[m]].NameString(), it.NameString(), t.NameString())
+					}
+				}
 			}
 		}
 	}
@@ -165,6 +176,9 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 	}
 	return &storedGraph{g: g, indexes: checks}, nil
 }
+
+// overlaps reports whether [a, a+an) and [b, b+bn) share a byte.
+func overlaps(a, an, b, bn uint64) bool { return an > 0 && bn > 0 && a < b+bn && b < a+an }
 
 // cyclic returns the index of a tensor on a cycle of src/view_src links,
 // or -1.

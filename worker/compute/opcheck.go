@@ -274,6 +274,11 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 		if a.NB[0] != typeSize(a.Type) || b.NB[0] != 4 || !dstOrdered(t) {
 			return bad("mul_mat: permuted or transposed operand")
 		}
+		// The GEMM kernels take row strides as leading dimensions and
+		// assert that rows do not overlap (lda >= k, ldb >= k, ldc >= m).
+		if a.NB[1] < uint32(rowBytes(a)) || b.NB[1] < 4*b.NE[0] || t.NB[1] < 4*t.NE[0] {
+			return bad("mul_mat: overlapping rows (row strides %d, %d, %d)", a.NB[1], b.NB[1], t.NB[1])
+		}
 
 	case rpc.OpGetRows:
 		a, b := s0, s1
@@ -376,6 +381,11 @@ func checkOp(t *rpc.Tensor, src [10]*rpc.Tensor) error {
 }
 
 // checkCopy is DUP/CONT/CPY: ggml_compute_forward_dup's type dispatch.
+// rowBytes is the size of one packed row of t.
+func rowBytes(t *rpc.Tensor) uint64 {
+	return uint64(t.NE[0]) / uint64(blockSize(t.Type)) * uint64(typeSize(t.Type))
+}
+
 func checkCopy(t, s *rpc.Tensor) error {
 	bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
 	if nelements(t) != nelements(s) {

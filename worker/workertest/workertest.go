@@ -81,6 +81,9 @@ func Start(t testing.TB, cfg worker.Config, opts ...Option) *Worker {
 		fault = faults[0]
 	}
 	cfg.Compute = Command(fault)
+	if cfg.Grace == 0 {
+		cfg.Grace = 2 * time.Second // a leaking process is killed after this at Stop
+	}
 	w, err := worker.New(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)

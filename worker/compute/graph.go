@@ -83,7 +83,7 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 	}
 	specs := make([]ggml.TensorSpec, 0, len(order))
 	var bindings []*binding
-	var extents []uint64 // bytes from each tensor's data that ggml may touch
+	var extents []uint64              // bytes from each tensor's data that ggml may touch
 	for k := 0; k < len(order); k++ { // order grows as sources are found
 		t := &req.Tensors[order[k]]
 		spec, b, ext, err := c.resolveTensor(cmd, t, true)

@@ -23,7 +23,7 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME     ?= 20s
 BENCH_OUT    ?= bench.json
 
-.PHONY: all build check-ollama test fuzz bench demo clean vet env
+.PHONY: all build check-ollama test test-race fuzz bench demo clean vet env
 
 all: build
 
@@ -40,6 +40,11 @@ vet: check-ollama
 test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The head's packages under the race detector (ggml and llama.cpp are
+# rebuilt once for -race, then cached).
+test-race: check-ollama
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./serve/ ./cluster/ ./remote/
 
 # Each fuzz target runs for FUZZTIME; the seed corpus lives in testdata/fuzz.
 fuzz: check-ollama

@@ -1,0 +1,6 @@
+//go:build !race
+
+package serve
+
+// raceFactor scales explicit time bounds (see race_test.go).
+const raceFactor = 1

@@ -63,17 +63,54 @@ func Read(root string) (Host, error) {
 	return h, nil
 }
 
-// cgroupMemory returns the cgroup v2 memory limit of this process, or nil
-// when there is none (no cgroup v2, or memory.max is "max").
+// cgroupMemory returns the cgroup memory limit of this process, or nil
+// when there is none (memory.max is "max", or v1's limit is the huge
+// "unlimited" value). cgroup v2 is read first, then the v1 memory
+// controller.
 func cgroupMemory(root string) *Cgroup {
-	rel := "/"
+	rel, relV1 := "/", ""
 	if b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup")); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if p, ok := strings.CutPrefix(line, "0::"); ok {
 				rel = strings.TrimSpace(p)
 			}
+			if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[1] == "memory" {
+				relV1 = strings.TrimSpace(f[2])
+			}
 		}
 	}
+	if cg := cgroupV2(root, rel); cg != nil {
+		return cg
+	}
+	if relV1 != "" {
+		return cgroupV1(root, relV1)
+	}
+	return nil
+}
+
+// cgroupV1 reads memory.limit_in_bytes and memory.usage_in_bytes.
+func cgroupV1(root, rel string) *Cgroup {
+	base := filepath.Join(root, "sys/fs/cgroup/memory")
+	for _, dir := range []string{filepath.Join(base, rel), base} {
+		b, err := os.ReadFile(filepath.Join(dir, "memory.limit_in_bytes"))
+		if err != nil {
+			continue
+		}
+		limit, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		// "Unlimited" is the largest page-aligned int64.
+		if err != nil || limit >= 1<<62 {
+			return nil
+		}
+		cg := &Cgroup{Path: rel, Limit: limit}
+		if b, err := os.ReadFile(filepath.Join(dir, "memory.usage_in_bytes")); err == nil {
+			cg.Current, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		}
+		return cg
+	}
+	return nil
+}
+
+func cgroupV2(root, rel string) *Cgroup {
 	base := filepath.Join(root, "sys/fs/cgroup")
 	// Inside a container's cgroup namespace the path may not exist as
 	// written; the namespace root then is the process's cgroup.
@@ -106,7 +143,8 @@ type Host struct {
 	Cgroup       *Cgroup `json:"cgroup,omitempty"`
 }
 
-// Cgroup is a cgroup v2 memory limit (memory.max) and usage (memory.current).
+// Cgroup is a cgroup memory limit and usage (v2 memory.max and
+// memory.current, or v1 memory.limit_in_bytes and memory.usage_in_bytes).
 type Cgroup struct {
 	Path    string `json:"path"`
 	Limit   uint64 `json:"limit"`

@@ -39,12 +39,17 @@ type conn struct {
 	since time.Time
 	done  chan struct{} // closed when the connection is gone and accounted
 
-	mu         sync.Mutex
-	nc         net.Conn // the supervisor's copy, until a process has it
-	state      ctl.State
-	buffers    map[uint64]*binding
-	devBytes   []uint64
-	bytes      uint64
+	peerHost string // peer address without the port, for --max-conns-per-peer
+
+	mu       sync.Mutex
+	nc       net.Conn // the supervisor's copy, until a process has it
+	state    ctl.State
+	buffers  map[uint64]*binding
+	devBytes []uint64 // buffer bytes per device
+	bytes    uint64   // buffer bytes in all
+	host     uint64   // host memory accounted to it (see Worker.reserve)
+	held     uint64   // what --max-memory-per-conn counts
+	nbuf     int      // buffers, granted or bound
 	proc       *proc
 	ended      ctl.Reason // set by the supervisor when it ends the connection
 	report     *ctl.Msg   // the process's own account of the end
@@ -108,17 +113,28 @@ func (c *conn) front() (prefix []byte, reason ctl.Reason, detail, kind string) {
 		r, d := ctl.Classify(err)
 		return nil, r, d, ""
 	}
+	cfg := c.w.cfg
 	for {
-		if c.w.cfg.IdleTimeout > 0 {
-			nc.SetReadDeadline(time.Now().Add(c.w.cfg.IdleTimeout))
+		var idle time.Time
+		if cfg.IdleTimeout > 0 {
+			idle = time.Now().Add(cfg.IdleTimeout)
 		}
-		cmd, size, err := rpc.ReadRequestHeader(br)
-		if err != nil {
+		nc.SetReadDeadline(idle)
+		if _, err := br.Peek(1); err != nil {
 			return end(err)
 		}
-		nc.SetReadDeadline(time.Time{})
+		// From a message's first byte, it must arrive whole in time.
+		nc.SetReadDeadline(time.Now().Add(ctl.MessageDeadline(cfg.MessageTimeout, cfg.MessageMinRate, rpc.RequestHeaderSize+8)))
+		cmd, size, err := rpc.ReadRequestHeader(br)
+		if err != nil {
+			if r, _ := ctl.Classify(err); r == ctl.ReasonIdle {
+				return nil, ctl.ReasonMessageTimeout, "a message did not arrive within --message-timeout", ""
+			}
+			return end(err)
+		}
 		if err := c.frontCommand(cmd, size, br, bw); err != nil {
 			if errors.Is(err, errNeedsProcess) {
+				nc.SetReadDeadline(time.Time{}) // the process sets its own
 				hdr := rpc.AppendRequestHeader(nil, cmd, size)
 				rest, _ := br.Peek(br.Buffered())
 				return append(hdr, rest...), "", "", ""
@@ -231,6 +247,10 @@ func (c *conn) serveInProcess(prefix []byte) (*exitInfo, ctl.Reason, string, str
 		if r := c.endedBy(); r != "" {
 			return nil, r, "", ""
 		}
+		var q *quotaRefusal
+		if errors.As(err, &q) {
+			return nil, ctl.ReasonQuota, "no room for a compute process under " + q.limit, ""
+		}
 		c.w.log.Error("cannot start a compute process", "conn", c.id, "err", err)
 		return nil, ctl.ReasonError, err.Error(), ""
 	}
@@ -286,6 +306,13 @@ func (c *conn) start(prefix []byte) (*proc, error) {
 	if !ok {
 		return nil, fmt.Errorf("not a TCP connection: %T", nc)
 	}
+	// A process is host memory too; it is counted until the connection is
+	// accounted as ended.
+	if limit, ok := c.w.reserve(c, cost{dev: -1, host: ctl.ProcessOverhead}); !ok {
+		c.w.met.quotaRefusals.WithLabelValues(limit).Inc()
+		c.w.events.add(Event{Kind: EventQuota, Conn: c.id, Peer: c.peer, Bytes: ctl.ProcessOverhead, Detail: limit + ": no room for a compute process"})
+		return nil, &quotaRefusal{limit: limit}
+	}
 	client, err := tc.File()
 	if err != nil {
 		return nil, fmt.Errorf("client socket: %w", err)
@@ -332,7 +359,8 @@ func (c *conn) start(prefix []byte) (*proc, error) {
 	}
 	p := &proc{cmd: cmd, pid: cmd.Process.Pid, page: page, ctl: ctl.NewConn(cc), started: time.Now(), stderr: stderrR}
 	ini := ctl.Init{Conn: c.id, Peer: c.peer, Devices: c.w.devs, Threads: cfg.Threads, CacheDir: cfg.CacheDir,
-		IdleTimeout: cfg.IdleTimeout, Keepalive: c.w.socketKeepalive(), MaxGraphBytes: cfg.MaxGraphBytes, Prefix: prefix}
+		IdleTimeout: cfg.IdleTimeout, MessageTimeout: cfg.MessageTimeout, MinRate: cfg.MessageMinRate,
+		Keepalive: c.w.socketKeepalive(), MaxGraphBytes: cfg.MaxGraphBytes, Prefix: prefix}
 	c.mu.Lock()
 	c.proc = p
 	c.nc = nil // the process has the socket now; ours closes below
@@ -349,6 +377,11 @@ func (c *conn) start(prefix []byte) (*proc, error) {
 	return p, nil
 }
 
+// quotaRefusal means a quota left no room to start a compute process.
+type quotaRefusal struct{ limit string }
+
+func (q *quotaRefusal) Error() string { return "refused by " + q.limit }
+
 // control handles the process's messages until it closes its end.
 func (c *conn) control(p *proc) {
 	w := c.w
@@ -363,15 +396,19 @@ func (c *conn) control(p *proc) {
 		dev := w.devs[m.Dev].Name
 		switch m.Op {
 		case ctl.OpReserve:
-			limit, ok := w.reserve(c, m.Dev, m.Size)
+			limit, ok := w.reserve(c, w.costOf(m))
 			if !ok {
+				what := "allocation"
+				if m.Host {
+					what, dev = "host memory", "host"
+				}
 				w.met.quotaRefusals.WithLabelValues(limit).Inc()
 				w.events.add(Event{Kind: EventQuota, Conn: c.id, Peer: c.peer, Bytes: m.Size, Detail: limit})
-				w.log.Warn("allocation refused by quota", "conn", c.id, "device", dev, "bytes", m.Size, "limit", limit)
+				w.log.Warn(what+" refused by quota", "conn", c.id, "device", dev, "bytes", m.Size, "limit", limit)
 			}
 			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: ok, Limit: limit})
 		case ctl.OpUnreserve:
-			w.unreserve(c, m.Dev, m.Size)
+			w.unreserve(c, w.costOf(m))
 		case ctl.OpMemory:
 			free, total := w.deviceMemory(m.Dev)
 			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: true, Free: free, Total: total})
@@ -392,7 +429,7 @@ func (c *conn) control(p *proc) {
 			delete(c.buffers, m.Handle)
 			c.mu.Unlock()
 			if b != nil {
-				w.unreserve(c, b.dev, b.size)
+				w.unreserve(c, w.costOf(ctl.Msg{Dev: b.dev, Size: b.size, Buffer: true}))
 				w.met.frees.WithLabelValues(w.devs[b.dev].Name).Inc()
 				w.freedTotal.Add(b.size)
 			}
@@ -538,8 +575,17 @@ func (c *conn) finish(reason ctl.Reason, detail, violationKind string, exit *exi
 	c.mu.Lock()
 	c.state = ctl.StateClosed
 	n, bytes := len(c.buffers), c.bytes
-	devBytes := slices.Clone(c.devBytes)
 	c.buffers = map[uint64]*binding{}
+	// Everything it held is back: the process is reaped.
+	for d, b := range c.devBytes {
+		w.devBytes[d] -= b
+		c.devBytes[d] = 0
+	}
+	w.hostBytes -= c.host
+	c.bytes, c.host, c.held, c.nbuf = 0, 0, 0, 0
+	if w.peers[c.peerHost]--; w.peers[c.peerHost] <= 0 {
+		delete(w.peers, c.peerHost)
+	}
 	p := c.proc
 	if p != nil {
 		w.finished.add(p.page)
@@ -548,9 +594,6 @@ func (c *conn) finish(reason ctl.Reason, detail, violationKind string, exit *exi
 	}
 	c.mu.Unlock()
 	w.mu.Unlock()
-	for d, b := range devBytes {
-		w.unreserve(c, d, b)
-	}
 	w.freedTotal.Add(bytes)
 	pid := 0
 	if p != nil {

@@ -21,6 +21,7 @@ type metrics struct {
 	processStarts prometheus.Counter
 	crashes       prometheus.Counter
 	unreleased    prometheus.Counter
+	refused       *prometheus.CounterVec
 }
 
 // histograms adds up the command latencies of processes that ended; live
@@ -56,19 +57,22 @@ func newMetrics(w *Worker) *metrics {
 		processStarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "box_worker_processes_started_total", Help: "Compute processes started (one per connection that needed a backend)."}),
 		crashes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "box_worker_crashes_total", Help: "Compute processes that died of a signal, an abort or a panic."}),
 		unreleased:    prometheus.NewCounter(prometheus.CounterOpts{Name: "box_worker_unreleased_total", Help: "Connections whose memory was not given back in time."}),
+		refused:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "box_worker_connections_refused_total", Help: "Connections refused at accept, by rule (allow, max-conns)."}, []string{"rule"}),
 	}
 	bound := prometheus.NewDesc("box_worker_bound_bytes", "Bytes bound to connections, per device.", []string{"device"}, nil)
 	seconds := prometheus.NewDesc("box_worker_command_seconds", "Time to execute each RPC command.", []string{"cmd"}, nil)
 	hits := prometheus.NewDesc("box_worker_cache_hits_total", "SET_TENSOR_HASH answered from the cache.", nil, nil)
+	host := prometheus.NewDesc("box_worker_host_bytes", "Host memory accounted to connections (CPU buffers, overheads, messages, graphs, processes).", nil, nil)
 	m.reg.MustRegister(m.connections, m.closes, m.reaped, m.allocs, m.frees, m.allocFailures, m.quotaRefusals,
-		m.protoErrors, m.processStarts, m.crashes, m.unreleased,
-		collectorFunc{descs: []*prometheus.Desc{bound, seconds, hits}, collect: func(ch chan<- prometheus.Metric) {
+		m.protoErrors, m.processStarts, m.crashes, m.unreleased, m.refused,
+		collectorFunc{descs: []*prometheus.Desc{bound, seconds, hits, host}, collect: func(ch chan<- prometheus.Metric) {
 			// One lock over the finished sums and the live pages, so a
 			// process moving from one to the other is counted once.
 			w.mu.Lock()
 			for i, d := range w.devs {
 				ch <- prometheus.MustNewConstMetric(bound, prometheus.GaugeValue, float64(w.devBytes[i]), d.Name)
 			}
+			ch <- prometheus.MustNewConstMetric(host, prometheus.GaugeValue, float64(w.hostBytes))
 			h := w.finished
 			for _, c := range w.conns {
 				c.mu.Lock()

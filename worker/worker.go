@@ -45,9 +45,23 @@ type Config struct {
 	// CacheDir enables SET_TENSOR_HASH: large uploads are kept there.
 	CacheDir string
 	// MaxMemory bounds the bytes bound per device (0 = the device's size);
-	// MaxMemoryPerConn bounds one connection across devices (0 = none).
+	// MaxMemoryPerConn bounds what one connection holds: its buffers, their
+	// overhead, and messages and graphs in memory (0 = none).
 	MaxMemory        uint64
 	MaxMemoryPerConn uint64
+	// MaxHostMemory bounds all host memory connections make the worker
+	// hold: CPU buffers, every buffer's overhead, messages and graphs, and
+	// each compute process (0 = 75% of RAM or of the cgroup limit).
+	MaxHostMemory uint64
+	// MaxBuffersPerConn bounds one connection's buffers (0 = 65536).
+	MaxBuffersPerConn int
+	// MaxConns and MaxConnsPerPeer bound open connections in all and from
+	// one peer address (0 = 512 and 64).
+	MaxConns, MaxConnsPerPeer int
+	// A message must arrive whole within MessageTimeout plus one second
+	// per MessageMinRate bytes, from its first byte (0 = 30s, 1 MiB/s).
+	MessageTimeout time.Duration
+	MessageMinRate uint64
 	// Keepalive is the TCP keepalive idle time (probes every KeepaliveInterval,
 	// KeepaliveCount of them); TCP_USER_TIMEOUT is set to their sum so
 	// unacknowledged writes fail in the same window.
@@ -96,6 +110,24 @@ func (c *Config) defaults() error {
 	if c.MaxGraphBytes == 0 {
 		c.MaxGraphBytes = 256 << 20
 	}
+	if c.MaxBuffersPerConn == 0 {
+		c.MaxBuffersPerConn = 65536
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 512
+	}
+	if c.MaxConnsPerPeer == 0 {
+		c.MaxConnsPerPeer = 64
+	}
+	if c.MessageTimeout == 0 {
+		c.MessageTimeout = 30 * time.Second
+	}
+	if c.MessageMinRate == 0 {
+		c.MessageMinRate = 1 << 20
+	}
+	if c.MaxHostMemory == 0 {
+		c.MaxHostMemory = DefaultHostMemory()
+	}
 	if c.MaxComputeTime == 0 {
 		c.MaxComputeTime = 60 * time.Second
 	}
@@ -121,9 +153,11 @@ type Worker struct {
 	events  *eventLog
 	started time.Time
 
-	mu       sync.Mutex
-	conns    map[uint64]*conn
-	devBytes []uint64
+	mu        sync.Mutex
+	conns     map[uint64]*conn
+	peers     map[string]int // open connections per peer address
+	devBytes  []uint64       // buffer bytes per device
+	hostBytes uint64         // host memory held for connections (see reserve)
 	nextConn uint64
 	finished histograms // latency of commands of processes that ended
 	wg       sync.WaitGroup
@@ -165,7 +199,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 			return nil, err
 		}
 	}
-	w := &Worker{cfg: cfg, log: log, devs: pick, started: time.Now(), conns: map[uint64]*conn{},
+	w := &Worker{cfg: cfg, log: log, devs: pick, started: time.Now(), conns: map[uint64]*conn{}, peers: map[string]int{},
 		events: newEventLog(1024), devBytes: make([]uint64, len(pick))}
 	w.met = newMetrics(w)
 	return w, nil
@@ -238,6 +272,7 @@ func (w *Worker) accept(nc net.Conn) {
 		if perr != nil || !slices.ContainsFunc(w.cfg.Allow, func(p netip.Prefix) bool { return p.Contains(ap.Addr().Unmap()) }) {
 			w.log.Warn("connection refused by --allow", "peer", peer)
 			w.events.add(Event{Kind: EventRefused, Peer: peer, Detail: "not in --allow"})
+			w.met.refused.WithLabelValues("allow").Inc()
 			nc.Close()
 			return
 		}
@@ -245,10 +280,31 @@ func (w *Worker) accept(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		w.socketKeepalive().Apply(tc)
 	}
+	host := peer
+	if h, _, err := net.SplitHostPort(peer); err == nil {
+		host = h
+	}
 	w.mu.Lock()
+	limit := ""
+	switch {
+	case len(w.conns) >= w.cfg.MaxConns:
+		limit = fmt.Sprintf("--max-conns %d", w.cfg.MaxConns)
+	case w.peers[host] >= w.cfg.MaxConnsPerPeer:
+		limit = fmt.Sprintf("--max-conns-per-peer %d", w.cfg.MaxConnsPerPeer)
+	}
+	if limit != "" {
+		w.mu.Unlock()
+		w.log.Warn("connection refused: too many connections", "peer", peer, "limit", limit)
+		w.events.add(Event{Kind: EventRefused, Peer: peer, Detail: limit})
+		w.met.refused.WithLabelValues("max-conns").Inc()
+		nc.Close()
+		return
+	}
 	w.nextConn++
 	c := newConn(w, w.nextConn, nc)
+	c.peerHost = host
 	w.conns[c.id] = c
+	w.peers[host]++
 	w.wg.Add(1)
 	w.mu.Unlock()
 	w.met.connections.Inc()
@@ -322,35 +378,108 @@ func (w *Worker) shutdown() {
 // Close releases a worker that never served (nothing is held before Serve).
 func (w *Worker) Close() {}
 
-// reserve accounts size bytes on dev for c, refusing beyond the quotas.
-func (w *Worker) reserve(c *conn, dev int, size uint64) (string, bool) {
+// DefaultHostMemory is the default --max-host-memory: 75% of the host's
+// RAM, or of this process's cgroup limit when that is lower.
+func DefaultHostMemory() uint64 {
+	h, err := hostmem.Read("/")
+	if err != nil {
+		return 0
+	}
+	total := h.MemTotal
+	if h.Cgroup != nil {
+		total = min(total, h.Cgroup.Limit)
+	}
+	return total / 4 * 3
+}
+
+// cost is what a reservation adds to the accounts: buffer bytes on a
+// device, host memory, what the connection holds, and buffers.
+type cost struct {
+	dev        int
+	devBytes   uint64
+	host, held uint64
+	buffers    int
+}
+
+func (w *Worker) costOf(m ctl.Msg) cost {
+	if m.Host {
+		return cost{dev: -1, host: m.Size, held: m.Size}
+	}
+	k := cost{dev: m.Dev, devBytes: m.Size, held: m.Size}
+	if w.devs[m.Dev].Type == "cpu" {
+		k.host = m.Size
+	}
+	if m.Buffer {
+		k.buffers = 1
+		k.host += ctl.BufferOverhead
+		k.held += ctl.BufferOverhead
+	}
+	return k
+}
+
+// reserve accounts k for c, refusing beyond the quotas; it names the
+// quota that refused.
+func (w *Worker) reserve(c *conn, k cost) (string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	limit := w.cfg.MaxMemory
-	if limit > 0 && w.devBytes[dev]+size > limit || w.devBytes[dev]+size < size {
-		return "max-memory", false
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if pc := w.cfg.MaxMemoryPerConn; pc > 0 && (c.bytes+size > pc || c.bytes+size < size) {
+	over := func(have, add, limit uint64) bool { return limit > 0 && (have+add > limit || have+add < have) }
+	switch {
+	case k.dev >= 0 && over(w.devBytes[k.dev], k.devBytes, w.cfg.MaxMemory):
+		return "max-memory", false
+	case over(c.held, k.held, w.cfg.MaxMemoryPerConn):
 		return "max-memory-per-conn", false
+	case over(w.hostBytes, k.host, w.cfg.MaxHostMemory):
+		return "max-host-memory", false
+	case c.nbuf+k.buffers > w.cfg.MaxBuffersPerConn:
+		return "max-buffers-per-conn", false
 	}
-	w.devBytes[dev] += size
-	c.devBytes[dev] += size
-	c.bytes += size
+	w.add(c, k, true)
 	return "", true
 }
 
-// unreserve gives back size bytes of c on dev (never more than c holds).
-func (w *Worker) unreserve(c *conn, dev int, size uint64) {
+// unreserve gives back k of c's (never more than c holds).
+func (w *Worker) unreserve(c *conn, k cost) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	size = min(size, c.devBytes[dev])
-	c.devBytes[dev] -= size
-	c.bytes -= size
-	w.devBytes[dev] -= size
+	w.add(c, k, false)
+}
+
+// add applies k to c's and the worker's accounts; w.mu and c.mu are held.
+func (w *Worker) add(c *conn, k cost, plus bool) {
+	if plus {
+		if k.dev >= 0 {
+			w.devBytes[k.dev] += k.devBytes
+			c.devBytes[k.dev] += k.devBytes
+			c.bytes += k.devBytes
+		}
+		w.hostBytes += k.host
+		c.host += k.host
+		c.held += k.held
+		c.nbuf += k.buffers
+		return
+	}
+	if k.dev >= 0 {
+		n := min(k.devBytes, c.devBytes[k.dev])
+		w.devBytes[k.dev] -= n
+		c.devBytes[k.dev] -= n
+		c.bytes -= n
+	}
+	h := min(k.host, c.host)
+	w.hostBytes -= h
+	c.host -= h
+	c.held -= min(k.held, c.held)
+	c.nbuf -= min(k.buffers, c.nbuf)
+}
+
+// HostBytes is the host memory accounted to connections.
+func (w *Worker) HostBytes() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hostBytes
 }
 
 // BoundBytes is the total bound on all devices.

@@ -35,6 +35,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		logLevel    = fs.String("log-level", "info", "debug, info, warn or error")
 		maxCompute  = fs.Duration("max-compute-time", 60*time.Second, "longest one graph may run; past it the connection's process is killed")
 		grace       = fs.Duration("grace", 10*time.Second, "on SIGTERM, how long connections may finish their command before their processes are killed")
+		maxHost     = fs.String("max-host-memory", "", "most host memory all connections may make the worker hold: CPU buffers, overheads, messages, graphs, processes (default: 75% of RAM or the cgroup limit)")
+		maxBufs     = fs.Int("max-buffers-per-conn", 65536, "most buffers one connection may hold")
+		maxConns    = fs.Int("max-conns", 512, "most open connections")
+		maxPerPeer  = fs.Int("max-conns-per-peer", 64, "most open connections from one peer address")
+		msgTimeout  = fs.Duration("message-timeout", 30*time.Second, "a message must arrive whole within this plus 1s per MiB, from its first byte")
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: box worker [flags]\n\nA ggml RPC server (protocol 3.6.0): one compute process per connection, so the kernel frees what a connection held.")
@@ -55,7 +60,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errUsage
 	}
 	cfg := worker.Config{Threads: *threads, CacheDir: *cacheDir, Keepalive: *keepalive, KeepaliveInterval: *kaInterval,
-		IdleTimeout: *idleTimeout, MaxComputeTime: *maxCompute, Grace: *grace, DriverMemory: probe.ProcessGPUMemory}
+		IdleTimeout: *idleTimeout, MaxComputeTime: *maxCompute, Grace: *grace, DriverMemory: probe.ProcessGPUMemory,
+		MaxBuffersPerConn: *maxBufs, MaxConns: *maxConns, MaxConnsPerPeer: *maxPerPeer, MessageTimeout: *msgTimeout}
 	bad := func(format string, a ...any) error {
 		fmt.Fprintf(stderr, "box worker: "+format+"\n", a...)
 		return errUsage
@@ -68,6 +74,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if cfg.MaxMemoryPerConn, err = parseSize(*maxConn); err != nil {
 		return bad("--max-memory-per-conn: %v", err)
+	}
+	if cfg.MaxHostMemory, err = parseSize(*maxHost); err != nil {
+		return bad("--max-host-memory: %v", err)
+	}
+	if *maxBufs <= 0 || *maxConns <= 0 || *maxPerPeer <= 0 || *msgTimeout <= 0 {
+		return bad("--max-buffers-per-conn, --max-conns, --max-conns-per-peer and --message-timeout must be positive")
 	}
 	if *keepalive <= 0 || *kaInterval <= 0 || *idleTimeout < 0 {
 		return bad("--keepalive and --keepalive-interval must be positive, --idle-timeout not negative")

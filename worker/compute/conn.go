@@ -31,6 +31,17 @@ type binding struct {
 type storedGraph struct {
 	g       *ggml.Graph
 	indexes []indexCheck
+	release func() // gives back the host memory it is counted for
+}
+
+// setGraph stores g as device d's graph (nil forgets it), freeing the one
+// it replaces.
+func (c *conn) setGraph(d int, g *storedGraph) {
+	if old := c.graphs[d]; old != nil {
+		old.g.Free()
+		old.release()
+	}
+	c.graphs[d] = g
 }
 
 // conn is the one client connection this process serves, and everything it
@@ -89,19 +100,26 @@ func (c *conn) backend(d int) (*ggml.Backend, error) {
 	return nil, fmt.Errorf("device %s is gone", name)
 }
 
-// loop serves commands until the connection ends, and says why.
+// loop serves commands until the connection ends, and says why. Between
+// messages the idle timeout runs; from a message's first byte, the
+// message deadline (it must arrive whole in time, whatever its sender's
+// pace).
 func (c *conn) loop() (ctl.Reason, string) {
 	for {
+		var idle time.Time
 		if c.ini.IdleTimeout > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.ini.IdleTimeout))
+			idle = time.Now().Add(c.ini.IdleTimeout)
 		}
+		c.nc.SetReadDeadline(idle)
+		if _, err := c.br.Peek(1); err != nil {
+			return c.classify(err, false)
+		}
+		c.messageDeadline(rpc.RequestHeaderSize)
 		cmd, size, err := rpc.ReadRequestHeader(c.br)
 		if err != nil {
-			return c.classify(err)
+			return c.classify(err, true)
 		}
-		if c.ini.IdleTimeout > 0 {
-			c.nc.SetReadDeadline(time.Time{})
-		}
+		c.messageDeadline(size)
 		t0 := time.Now()
 		c.page.Begin(uint8(cmd), t0)
 		c.in, c.out = size, 0
@@ -113,20 +131,58 @@ func (c *conn) loop() (ctl.Reason, string) {
 		c.page.End(uint8(cmd), now.Sub(t0), c.in, c.out, now)
 		if err != nil {
 			var pe *rpc.ProtocolError
-			if errors.As(err, &pe) {
+			var qe *quotaError
+			switch {
+			case errors.As(err, &pe):
 				c.violationKind = pe.Kind
 				return ctl.ReasonViolation, pe.Error()
+			case errors.As(err, &qe):
+				return ctl.ReasonQuota, qe.Error()
 			}
-			return c.classify(err)
+			return c.classify(err, true)
 		}
 	}
 }
 
-func (c *conn) classify(err error) (ctl.Reason, string) {
+// messageDeadline bounds the arrival of a message of size bytes.
+func (c *conn) messageDeadline(size uint64) {
+	if c.ini.MessageTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(ctl.MessageDeadline(c.ini.MessageTimeout, c.ini.MinRate, size)))
+	}
+}
+
+func (c *conn) classify(err error, inMessage bool) (ctl.Reason, string) {
 	if c.shutdown.Load() {
 		return ctl.ReasonShutdown, ""
 	}
-	return ctl.Classify(err)
+	r, d := ctl.Classify(err)
+	if r == ctl.ReasonIdle && inMessage {
+		return ctl.ReasonMessageTimeout, fmt.Sprintf("a message did not arrive within --message-timeout %v (plus 1 s per %d bytes)",
+			c.ini.MessageTimeout, c.ini.MinRate)
+	}
+	return r, d
+}
+
+// quotaError ends a connection that needs more memory than its quotas
+// allow where the protocol has no way to say "no".
+type quotaError struct{ what, limit string }
+
+func (e *quotaError) Error() string { return e.what + " refused by " + e.limit }
+
+// hold reserves n bytes of host memory for what, or fails with a quota
+// error; release gives them back.
+func (c *conn) hold(what string, n uint64) (release func(), err error) {
+	if n == 0 {
+		return func() {}, nil
+	}
+	r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Host: true, Size: n})
+	if err != nil {
+		return nil, err
+	}
+	if !r.OK {
+		return nil, &quotaError{what: fmt.Sprintf("%s (%d bytes)", what, n), limit: r.Limit}
+	}
+	return func() { c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Host: true, Size: n}) }, nil
 }
 
 // fixed reads a payload that must be exactly n bytes.
@@ -252,7 +308,9 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		}
 		c.dropGraphsUsing(b)
 		delete(c.buffers, b.handle)
-		b.buf.Free()
+		if b.buf != nil {
+			b.buf.Free()
+		}
 		if err := c.sup.tell(ctl.Msg{Op: ctl.OpFree, Handle: b.handle}); err != nil {
 			return err
 		}
@@ -298,7 +356,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		if err != nil {
 			return err
 		}
-		if b != nil && !b.buf.IsHost() {
+		if b != nil && b.buf != nil && !b.buf.IsHost() {
 			if err := ggml.InitTensor(spec); err != nil {
 				return violation(cmd, "tensor", "%v", err)
 			}
@@ -320,19 +378,29 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 	if err != nil {
 		return err
 	}
-	// The supervisor grants the bytes against the quotas before the
-	// device is asked: a refusal costs nothing.
-	r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: req.Size})
+	// The supervisor grants the bytes (and the buffer's overhead) against
+	// the quotas before the device is asked: a refusal costs nothing.
+	r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: req.Size, Buffer: true})
 	if err != nil {
 		return err
 	}
 	if !r.OK {
 		return c.reply(u64(0), u64(0))
 	}
+	if req.Size == 0 {
+		// ggml's zero-size "dummy" buffer is never deleted by
+		// ggml_backend_buffer_free: a zero-size buffer is box's alone.
+		h, vbase := c.assign(0, c.ini.Devices[d].Alignment)
+		c.buffers[h] = &binding{handle: h, dev: d, vbase: vbase}
+		if err := c.sup.tell(ctl.Msg{Op: ctl.OpBind, Dev: d, Handle: h}); err != nil {
+			return err
+		}
+		return c.reply(u64(h), u64(0))
+	}
 	reserved := req.Size
 	buf, err := be.Alloc(req.Size)
 	if err != nil {
-		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved})
+		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved, Buffer: true})
 		c.sup.tell(ctl.Msg{Op: ctl.OpAllocFail, Dev: d, Size: req.Size})
 		return c.reply(u64(0), u64(0))
 	}
@@ -344,7 +412,7 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 		}
 		if !r.OK {
 			buf.Free()
-			c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved})
+			c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved, Buffer: true})
 			return c.reply(u64(0), u64(0))
 		}
 		reserved = real
@@ -352,6 +420,8 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved - real})
 		reserved = real
 	}
+	// Fresh memory holds no earlier tenant's bytes, on any device.
+	buf.Clear(0)
 	h, vbase := c.assign(buf.Size(), c.ini.Devices[d].Alignment)
 	c.buffers[h] = &binding{handle: h, dev: d, buf: buf, vbase: vbase, size: buf.Size()}
 	if err := c.sup.tell(ctl.Msg{Op: ctl.OpBind, Dev: d, Handle: h, Size: reserved}); err != nil {
@@ -402,6 +472,9 @@ func (c *conn) dataRange(cmd rpc.Cmd, t *rpc.Tensor, tbytes, off, n uint64) (*bi
 	if start > b.size || n > b.size-start {
 		return nil, 0, violation(cmd, "range", "%d bytes at offset %d run past the buffer", n, off)
 	}
+	if b.buf == nil {
+		return nil, 0, violation(cmd, "buffer", "buffer %#x has size 0: it holds no tensor data", b.handle)
+	}
 	return b, start, nil
 }
 
@@ -442,9 +515,19 @@ func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
 		}
 		return nil
 	}
+	staging := min(n, 8<<20)
+	caching := c.cache != nil && n > rpc.BoxCacheThreshold
+	if caching {
+		staging += n
+	}
+	release, err := c.hold("SET_TENSOR staging", staging)
+	if err != nil {
+		return err
+	}
+	defer release()
 	chunk := make([]byte, min(n, 8<<20))
 	var all []byte
-	if c.cache != nil && n > rpc.BoxCacheThreshold {
+	if caching {
 		all = make([]byte, 0, n)
 	}
 	for done := uint64(0); done < n; {
@@ -486,7 +569,9 @@ func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
 		target   *binding
 		start    uint64
 		rangeErr error
+		release  = func() {}
 	)
+	defer func() { release() }()
 	ok := c.cache.ReadInto(req.Hash, func(n uint64) ([]byte, bool) {
 		target, start, rangeErr = c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, n)
 		if rangeErr != nil {
@@ -495,7 +580,8 @@ func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
 		if target.buf.IsHost() {
 			return target.buf.HostBytes(start, n), true
 		}
-		return nil, true
+		release, rangeErr = c.hold("SET_TENSOR_HASH staging", n)
+		return nil, rangeErr == nil
 	}, func(data []byte) {
 		target.buf.Write(start, data)
 	})
@@ -522,6 +608,11 @@ func (c *conn) getTensor(cmd rpc.Cmd, size uint64) error {
 	if b.buf.IsHost() {
 		return c.reply(b.buf.HostBytes(start, req.Size))
 	}
+	release, err := c.hold("GET_TENSOR staging", req.Size)
+	if err != nil {
+		return err
+	}
+	defer release()
 	out := make([]byte, req.Size)
 	b.buf.Read(start, out)
 	return c.reply(out)
@@ -591,8 +682,7 @@ func (c *conn) dropGraphsUsing(b *binding) {
 			continue
 		}
 		if _, ok := g.g.Buffers[b.buf]; ok {
-			g.g.Free()
-			c.graphs[i] = nil
+			c.setGraph(i, nil)
 		}
 	}
 }

@@ -7,12 +7,20 @@ import (
 
 	"github.com/boxproj/box/ggml"
 	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/ctl"
 )
 
 func (c *conn) graphCompute(cmd rpc.Cmd, size uint64) error {
 	if size > c.ini.MaxGraphBytes {
 		return violation(cmd, "size", "graph of %d bytes exceeds the %d-byte limit", size, c.ini.MaxGraphBytes)
 	}
+	// The payload and its decoded form are memory the client makes the
+	// worker hold: granted before a byte of the body is read.
+	release, err := c.hold("GRAPH_COMPUTE", size*ctl.GraphCost)
+	if err != nil {
+		return err
+	}
+	defer release()
 	p := make([]byte, size)
 	if _, err := io.ReadFull(c.br, p); err != nil {
 		return err
@@ -25,14 +33,18 @@ func (c *conn) graphCompute(cmd rpc.Cmd, size uint64) error {
 	if err != nil {
 		return err
 	}
-	g, err := c.buildGraph(cmd, d, &req)
+	// A stored graph (for GRAPH_RECOMPUTE) is held until replaced.
+	keep, err := c.hold("stored graph", uint64(len(req.Tensors))*ctl.StoredTensorCost)
 	if err != nil {
 		return err
 	}
-	if old := c.graphs[d]; old != nil {
-		old.g.Free()
+	g, err := c.buildGraph(cmd, d, &req)
+	if err != nil {
+		keep()
+		return err
 	}
-	c.graphs[d] = g
+	g.release = keep
+	c.setGraph(d, g)
 	return c.compute(cmd, d, g)
 }
 
@@ -174,7 +186,7 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 		}
 		return nil, fmt.Errorf("build graph: %w", err)
 	}
-	return &storedGraph{g: g, indexes: checks}, nil
+	return &storedGraph{g: g, indexes: checks, release: func() {}}, nil
 }
 
 // overlaps reports whether [a, a+an) and [b, b+bn) share a byte.

@@ -97,6 +97,9 @@ func (c *conn) resolveTensor(cmd rpc.Cmd, t *rpc.Tensor, needBuffer bool) (ggml.
 		if hi, dense := bits.Mul64(nelements(t)/uint64(blck), uint64(tsize)); hi != 0 || dense > b.size {
 			return spec, nil, 0, violation(cmd, "shape", "tensor %q: %d elements do not fit its %d-byte buffer", t.NameString(), nelements(t), b.size)
 		}
+		if b.buf == nil && needBuffer {
+			return spec, nil, 0, violation(cmd, "buffer", "tensor %q is in buffer %#x, which has size 0", t.NameString(), t.Buffer)
+		}
 		spec.Buffer = b.buf
 		spec.Offset = t.Data - b.vbase
 	} else {

@@ -40,6 +40,23 @@ const (
 	ReasonShutdown       Reason = "shutdown"        // the worker stopped
 	ReasonComputeTimeout Reason = "compute-timeout" // a graph ran past --max-compute-time
 	ReasonCrashed        Reason = "crashed"         // the compute process died (signal, abort, panic)
+	ReasonQuota          Reason = "quota"           // it needed more memory than its quotas allow
+	ReasonMessageTimeout Reason = "message-timeout" // a message did not arrive in time (slow or stalled sender)
+)
+
+// What the worker counts for memory that is not a buffer's bytes. A
+// buffer costs its size on its device plus BufferOverhead of host memory
+// (ggml's and box's records of it; a 1-byte buffer measured about 420
+// bytes); a compute process costs ProcessOverhead of host memory (its
+// private pages, measured about 3 MiB idle, plus thread stacks and ggml's
+// work buffers); a GRAPH_COMPUTE costs GraphCost times its payload while
+// it is read and decoded, and a stored graph StoredTensorCost per tensor
+// until it is replaced or the connection ends.
+const (
+	BufferOverhead   = 1 << 10
+	ProcessOverhead  = 8 << 20
+	GraphCost        = 3
+	StoredTensorCost = 512
 )
 
 // Device describes one exposed ggml device, as the describe run of a
@@ -62,6 +79,10 @@ type Init struct {
 	Threads       int           `json:"threads"`
 	CacheDir      string        `json:"cache_dir,omitempty"`
 	IdleTimeout   time.Duration `json:"idle_timeout"`
+	// A message must arrive whole within MessageTimeout plus its size at
+	// MinRate bytes a second, counted from its first byte.
+	MessageTimeout time.Duration `json:"message_timeout"`
+	MinRate        uint64        `json:"min_rate"`
 	Keepalive     Keepalive     `json:"keepalive"`
 	MaxGraphBytes uint64        `json:"max_graph_bytes"`
 	// Prefix holds the bytes the supervisor read from the client but did
@@ -90,6 +111,11 @@ type Msg struct {
 	Dev       int    `json:"dev,omitempty"`
 	Size      uint64 `json:"size,omitempty"`
 	Handle    uint64 `json:"handle,omitempty"`
+	// Buffer marks a reserve or unreserve of a whole buffer (it counts
+	// against --max-buffers-per-conn and costs BufferOverhead); Host marks
+	// host memory held outside any buffer (messages in flight, graphs).
+	Buffer bool `json:"buffer,omitempty"`
+	Host   bool `json:"host,omitempty"`
 	Name      string `json:"name,omitempty"`
 	Reason    Reason `json:"reason,omitempty"`
 	Detail    string `json:"detail,omitempty"`
@@ -134,6 +160,16 @@ func (c *Conn) Recv(v any) error { return c.dec.Decode(v) }
 
 // Close closes the socket.
 func (c *Conn) Close() error { return c.rw.Close() }
+
+// MessageDeadline is how long a message of size payload bytes may take to
+// arrive whole.
+func MessageDeadline(timeout time.Duration, minRate, size uint64) time.Duration {
+	d := timeout
+	if minRate > 0 {
+		d += time.Duration(size/minRate) * time.Second
+	}
+	return d
+}
 
 // Classify names the end of a connection from the error that ended it.
 func Classify(err error) (Reason, string) {

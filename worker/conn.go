@@ -41,15 +41,16 @@ type conn struct {
 
 	peerHost string // peer address without the port, for --max-conns-per-peer
 
-	mu       sync.Mutex
-	nc       net.Conn // the supervisor's copy, until a process has it
-	state    ctl.State
-	buffers  map[uint64]*binding
-	devBytes []uint64 // buffer bytes per device
-	bytes    uint64   // buffer bytes in all
-	host     uint64   // host memory accounted to it (see Worker.reserve)
-	held     uint64   // what --max-memory-per-conn counts
-	nbuf     int      // buffers, granted or bound
+	mu         sync.Mutex
+	nc         net.Conn // the supervisor's copy, until a process has it
+	state      ctl.State
+	buffers    map[uint64]*binding
+	devBytes   []uint64 // buffer bytes per device
+	bytes      uint64   // buffer bytes in all
+	host       uint64   // host memory accounted to it (see Worker.reserve)
+	held       uint64   // what --max-memory-per-conn counts
+	nbuf       int      // buffers, granted or bound
+	refused    map[string]bool
 	proc       *proc
 	ended      ctl.Reason // set by the supervisor when it ends the connection
 	report     *ctl.Msg   // the process's own account of the end
@@ -377,6 +378,18 @@ func (c *conn) start(prefix []byte) (*proc, error) {
 	return p, nil
 }
 
+// firstRefusal reports whether limit refuses c for the first time.
+func (c *conn) firstRefusal(limit string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refused == nil {
+		c.refused = map[string]bool{}
+	}
+	first := !c.refused[limit]
+	c.refused[limit] = true
+	return first
+}
+
 // quotaRefusal means a quota left no room to start a compute process.
 type quotaRefusal struct{ limit string }
 
@@ -403,8 +416,13 @@ func (c *conn) control(p *proc) {
 					what, dev = "host memory", "host"
 				}
 				w.met.quotaRefusals.WithLabelValues(limit).Inc()
-				w.events.add(Event{Kind: EventQuota, Conn: c.id, Peer: c.peer, Bytes: m.Size, Detail: limit})
-				w.log.Warn(what+" refused by quota", "conn", c.id, "device", dev, "bytes", m.Size, "limit", limit)
+				// One event and log line per connection and quota: a
+				// client that keeps asking must not flood them.
+				if c.firstRefusal(limit) {
+					w.events.add(Event{Kind: EventQuota, Conn: c.id, Peer: c.peer, Bytes: m.Size, Detail: limit})
+					w.log.Warn(what+" refused by quota (further refusals of this connection are only counted)", "conn", c.id,
+						"device", dev, "bytes", m.Size, "limit", limit)
+				}
 			}
 			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: ok, Limit: limit})
 		case ctl.OpUnreserve:

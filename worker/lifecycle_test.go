@@ -24,10 +24,15 @@ import (
 
 // The test binary doubles as a client process (for kill -9 and network
 // namespace tests) when BOX_TEST_CLIENT is set.
-// It is also the worker's compute process (package computetest).
+// It is also the worker's compute process (package computetest), which it
+// must check first: a compute process inherits the other modes' variables.
 func TestMain(m *testing.M) {
+	computetest.MaybeRun()
 	if mode := os.Getenv("BOX_TEST_CLIENT"); mode != "" {
 		os.Exit(clientMain(mode, os.Getenv("BOX_TEST_ADDR")))
+	}
+	if addr := os.Getenv("BOX_TEST_SERVE"); addr != "" {
+		os.Exit(serveMain(addr))
 	}
 	computetest.Main(m)
 }

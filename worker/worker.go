@@ -158,9 +158,9 @@ type Worker struct {
 	peers     map[string]int // open connections per peer address
 	devBytes  []uint64       // buffer bytes per device
 	hostBytes uint64         // host memory held for connections (see reserve)
-	nextConn uint64
-	finished histograms // latency of commands of processes that ended
-	wg       sync.WaitGroup
+	nextConn  uint64
+	finished  histograms // latency of commands of processes that ended
+	wg        sync.WaitGroup
 
 	freedTotal atomic.Uint64
 }

@@ -47,8 +47,15 @@ const (
 
 // Main runs a compute process: "describe" prints the ggml devices as JSON
 // on stdout; "serve" serves the inherited connection.
+//
+// Both load the ggml backend libraries of ggml.BackendsDir first (the
+// supervisor's environment, BOX_BACKENDS included, is theirs), so a
+// serving process sees exactly the devices the describe run listed.
 func Main(args []string, stdout, stderr io.Writer) int {
+	libs := ggml.LoadBackends(ggml.BackendsDir())
 	if len(args) == 1 && args[0] == "describe" {
+		// What was loaded and skipped, for the supervisor's log.
+		ggml.LogLibraries(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})), ggml.BackendsDir(), libs)
 		return describe(stdout, stderr)
 	}
 	if len(args) == 1 && args[0] == "serve" {

@@ -73,18 +73,18 @@ type Device struct {
 
 // Init is the first control message: what the compute process serves.
 type Init struct {
-	Conn          uint64        `json:"conn"`
-	Peer          string        `json:"peer"`
-	Devices       []Device      `json:"devices"` // wire device index = position
-	Threads       int           `json:"threads"`
-	CacheDir      string        `json:"cache_dir,omitempty"`
-	IdleTimeout   time.Duration `json:"idle_timeout"`
+	Conn        uint64        `json:"conn"`
+	Peer        string        `json:"peer"`
+	Devices     []Device      `json:"devices"` // wire device index = position
+	Threads     int           `json:"threads"`
+	CacheDir    string        `json:"cache_dir,omitempty"`
+	IdleTimeout time.Duration `json:"idle_timeout"`
 	// A message must arrive whole within MessageTimeout plus its size at
 	// MinRate bytes a second, counted from its first byte.
 	MessageTimeout time.Duration `json:"message_timeout"`
 	MinRate        uint64        `json:"min_rate"`
-	Keepalive     Keepalive     `json:"keepalive"`
-	MaxGraphBytes uint64        `json:"max_graph_bytes"`
+	Keepalive      Keepalive     `json:"keepalive"`
+	MaxGraphBytes  uint64        `json:"max_graph_bytes"`
 	// Prefix holds the bytes the supervisor read from the client but did
 	// not serve: the start of the command that needed a compute process.
 	Prefix []byte `json:"prefix"`
@@ -106,16 +106,16 @@ const (
 
 // Msg is a control message from the compute process to the supervisor.
 type Msg struct {
-	Op        Op     `json:"op"`
-	Seq       uint64 `json:"seq,omitempty"`
-	Dev       int    `json:"dev,omitempty"`
-	Size      uint64 `json:"size,omitempty"`
-	Handle    uint64 `json:"handle,omitempty"`
+	Op     Op     `json:"op"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Dev    int    `json:"dev,omitempty"`
+	Size   uint64 `json:"size,omitempty"`
+	Handle uint64 `json:"handle,omitempty"`
 	// Buffer marks a reserve or unreserve of a whole buffer (it counts
 	// against --max-buffers-per-conn and costs BufferOverhead); Host marks
 	// host memory held outside any buffer (messages in flight, graphs).
-	Buffer bool `json:"buffer,omitempty"`
-	Host   bool `json:"host,omitempty"`
+	Buffer    bool   `json:"buffer,omitempty"`
+	Host      bool   `json:"host,omitempty"`
 	Name      string `json:"name,omitempty"`
 	Reason    Reason `json:"reason,omitempty"`
 	Detail    string `json:"detail,omitempty"`

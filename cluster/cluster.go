@@ -173,6 +173,23 @@ func (c *Cluster) DeviceNames() []string {
 	return out
 }
 
+// Upload is what a load has sent one worker so far.
+type Upload struct {
+	Addr          string `json:"addr"`
+	UploadedBytes int64  `json:"uploaded_bytes"` // tensor data sent since the connection opened
+	PlacedBytes   int64  `json:"placed_bytes"`   // bytes in buffers allocated there
+}
+
+// Uploads reports, per node, the bytes uploaded and placed.
+func (c *Cluster) Uploads() []Upload {
+	out := make([]Upload, len(c.nodes))
+	for i, n := range c.nodes {
+		b, _ := n.Placed()
+		out[i] = Upload{Addr: n.Addr, UploadedBytes: n.Uploaded(), PlacedBytes: b}
+	}
+	return out
+}
+
 // NodeView is one worker in GET /v1/cluster.
 type NodeView struct {
 	Addr        string    `json:"addr"`

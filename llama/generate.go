@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // GenerateParams describe one completion.
@@ -12,6 +13,20 @@ type GenerateParams struct {
 	MaxTokens int // 0 = until the context is full
 	Stop      []string
 	Sampler   SamplerParams
+	// OnToken, when set, is called for every sampled token (before emit)
+	// with its log-probability under the model and the TopLogprobs most
+	// likely alternatives.
+	OnToken     func(TokenLogprob)
+	TopLogprobs int
+}
+
+// TokenLogprob is one sampled token with its log-probability (natural log,
+// over the model's raw distribution) and the most likely tokens there.
+type TokenLogprob struct {
+	Token   Token
+	Piece   []byte
+	Logprob float64
+	Top     []TokenLogprob // most likely first; no Top of their own
 }
 
 // Finish reasons, as the OpenAI API names them.
@@ -46,7 +61,7 @@ func (c *Context) Generate(ctx context.Context, p GenerateParams, emit func(text
 	if len(p.Prompt) >= c.nctx {
 		return res, fmt.Errorf("%w: %d tokens, context %d", ErrPromptTooLong, len(p.Prompt), c.nctx)
 	}
-	smp, err := NewSampler(p.Sampler)
+	smp, err := c.model.NewSampler(p.Sampler)
 	if err != nil {
 		return res, err
 	}
@@ -71,10 +86,17 @@ func (c *Context) Generate(ctx context.Context, p GenerateParams, emit func(text
 			res.Text = string(text)
 			return res, err
 		}
+		var logits []float32
+		if p.OnToken != nil {
+			logits = c.Logits() // before sampling: the raw distribution
+		}
 		tok := smp.Sample(c)
 		if c.model.IsEOG(tok) {
 			res.FinishReason = FinishStop
 			break
+		}
+		if p.OnToken != nil {
+			p.OnToken(c.model.logprobs(logits, tok, p.TopLogprobs))
 		}
 		res.Tokens = append(res.Tokens, tok)
 		res.CompletionTokens++
@@ -110,4 +132,49 @@ func (c *Context) Generate(ctx context.Context, p GenerateParams, emit func(text
 	}
 	res.Text = string(text)
 	return res, nil
+}
+
+// logprobs is tok's log-probability under logits, with the top k tokens.
+func (m *Model) logprobs(logits []float32, tok Token, k int) TokenLogprob {
+	mx := float32(math.Inf(-1))
+	for _, l := range logits {
+		mx = max(mx, l)
+	}
+	var sum float64
+	for _, l := range logits {
+		sum += math.Exp(float64(l - mx))
+	}
+	lse := float64(mx) + math.Log(sum)
+	lp := func(t Token) float64 {
+		if int(t) < 0 || int(t) >= len(logits) {
+			return math.Inf(-1)
+		}
+		return float64(logits[t]) - lse
+	}
+	out := TokenLogprob{Token: tok, Piece: m.Piece(tok, false), Logprob: lp(tok)}
+	if k <= 0 {
+		return out
+	}
+	// A partial selection: k is at most 20, the vocabulary large.
+	top := make([]Token, 0, k+1)
+	for t := range logits {
+		tt := Token(t)
+		i := len(top)
+		for i > 0 && logits[top[i-1]] < logits[t] {
+			i--
+		}
+		if i >= k {
+			continue
+		}
+		top = append(top, 0)
+		copy(top[i+1:], top[i:])
+		top[i] = tt
+		if len(top) > k {
+			top = top[:k]
+		}
+	}
+	for _, t := range top {
+		out.Top = append(out.Top, TokenLogprob{Token: t, Piece: m.Piece(t, false), Logprob: lp(t)})
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package llama
 
 /*
+#include <stdlib.h>
 #include "llama.h"
 */
 import "C"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // SamplerParams configure a sampler chain. The zero value is greedy.
@@ -23,6 +25,10 @@ type SamplerParams struct {
 	FrequencyPenalty float32
 	PresencePenalty  float32
 	Seed             uint32
+	// Grammar, when set, is a GBNF grammar (root rule "root") the output
+	// must follow; tokens it forbids are never sampled. It needs the model's
+	// vocabulary: build the sampler with Model.NewSampler.
+	Grammar string
 }
 
 // Validate rejects values llama.cpp would misbehave on.
@@ -58,11 +64,36 @@ type Sampler struct {
 // NewSampler builds the chain: penalties, then top-k, top-p, min-p,
 // temperature and a seeded draw; or greedy when Temperature is 0.
 func NewSampler(p SamplerParams) (*Sampler, error) {
+	if p.Grammar != "" {
+		return nil, errors.New("sampler: a grammar needs the model's vocabulary (use Model.NewSampler)")
+	}
+	return newSampler(nil, p)
+}
+
+// ErrGrammar means llama.cpp could not parse a grammar.
+var ErrGrammar = errors.New("invalid grammar")
+
+// NewSampler is NewSampler with the model's vocabulary, which a grammar
+// needs; the grammar constrains the candidates before anything else.
+func (m *Model) NewSampler(p SamplerParams) (*Sampler, error) { return newSampler(m, p) }
+
+func newSampler(m *Model, p SamplerParams) (*Sampler, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	chain := C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
 	add := func(s *C.struct_llama_sampler) { C.llama_sampler_chain_add(chain, s) }
+	if p.Grammar != "" {
+		gs, groot := C.CString(p.Grammar), C.CString("root")
+		g := C.llama_sampler_init_grammar(m.vocab, gs, groot)
+		C.free(unsafe.Pointer(gs))
+		C.free(unsafe.Pointer(groot))
+		if g == nil {
+			C.llama_sampler_free(chain)
+			return nil, fmt.Errorf("%w (llama.cpp could not parse it)", ErrGrammar)
+		}
+		add(g)
+	}
 
 	if (p.RepeatPenalty != 0 && p.RepeatPenalty != 1) || p.FrequencyPenalty != 0 || p.PresencePenalty != 0 {
 		lastN := p.RepeatLastN

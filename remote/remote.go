@@ -51,9 +51,10 @@ type Node struct {
 	probeMu sync.Mutex
 	probe   *rpc.Client
 
-	failed  atomic.Pointer[error]
-	bytes   atomic.Int64 // bytes in live buffers on this node
-	buffers atomic.Int64
+	failed   atomic.Pointer[error]
+	bytes    atomic.Int64 // bytes in live buffers on this node
+	buffers  atomic.Int64
+	uploaded atomic.Int64 // tensor bytes sent on this connection
 	// graphGen changes whenever the worker may have dropped its stored
 	// graphs: a new connection, or a freed buffer.
 	graphGen atomic.Uint64
@@ -301,6 +302,7 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	}
 	n.lastUse = time.Now()
 	n.compute.reset()
+	n.uploaded.Store(0)
 	n.bytes.Store(0)
 	n.buffers.Store(0)
 	n.graphGen.Add(1)
@@ -309,6 +311,10 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	n.openProbe(ctx)
 	return nil
 }
+
+// Uploaded is the tensor data sent (or applied from the worker's cache)
+// since the connection opened.
+func (n *Node) Uploaded() int64 { return n.uploaded.Load() }
 
 // Placed reports the bytes and buffers this head holds on the node.
 func (n *Node) Placed() (bytes int64, buffers int64) { return n.bytes.Load(), n.buffers.Load() }
@@ -388,6 +394,7 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 	d := dev(h)
 	wt := wireTensor(t, false)
 	buf := unsafe.Slice((*byte)(data), int(n))
+	defer d.Node.uploaded.Add(int64(len(buf)))
 	d.Node.call(rpc.CmdSetTensor, len(buf), func(ctx context.Context, c *rpc.Client) error {
 		// Large uploads are offered by hash first: a worker with a warm
 		// --cache then applies them from disk.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/boxproj/box/llama"
 )
@@ -23,6 +24,45 @@ type job struct {
 	params       llama.GenerateParams
 	stream       bool
 	includeUsage bool
+	logprobs     bool // report them; params.TopLogprobs alternatives each
+}
+
+// maxTopLogprobs bounds top_logprobs (OpenAI's limit).
+const maxTopLogprobs = 20
+
+// grammarOf is the GBNF grammar a request asks for, from response_format
+// or llama.cpp's grammar field, and the field that named it.
+func grammarOf(f *samplingFields) (string, string, *apiError) {
+	rf := f.ResponseFormat
+	if f.Grammar != nil && rf != nil && rf.Type != "text" {
+		return "", "", badRequest("grammar", "invalid_value", "give grammar or response_format, not both")
+	}
+	if f.Grammar != nil {
+		if *f.Grammar == "" || len(*f.Grammar) > 64<<10 {
+			return "", "", badRequest("grammar", "invalid_value", "grammar must be 1 byte to 64 KiB of GBNF")
+		}
+		return *f.Grammar, "grammar", nil
+	}
+	if rf == nil {
+		return "", "", nil
+	}
+	switch rf.Type {
+	case "text":
+		return "", "", nil
+	case "json_object":
+		return jsonGrammar, "response_format", nil
+	case "json_schema":
+		if rf.JSONSchema == nil || len(rf.JSONSchema.Schema) == 0 {
+			return "", "", badRequest("response_format.json_schema.schema", "invalid_value", "json_schema needs a schema")
+		}
+		g, err := schemaToGBNF(rf.JSONSchema.Schema)
+		if err != nil {
+			return "", "", badRequest("response_format.json_schema.schema", "unsupported_value", "%v", err)
+		}
+		return g, "response_format", nil
+	default:
+		return "", "", badRequest("response_format.type", "invalid_value", "response_format type %q: want text, json_object or json_schema", rf.Type)
+	}
 }
 
 const maxStops = 16
@@ -57,7 +97,16 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, promp
 		return badRequest(param, "context_length_exceeded",
 			"prompt text is at least %d bytes; the context holds at most %d bytes with this vocabulary", n/jsonEscapeMax, promptLimit)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil && dec.More() {
+		return badRequest("", "invalid_json", "invalid JSON body: data after the object")
+	}
+	if err != nil {
+		if f, ok := unknownField(err); ok {
+			return badRequest(f, "unsupported_parameter", "field %q is not supported by this server (see docs/api.md)", f)
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			if te.Field == "" {
@@ -113,9 +162,9 @@ func (s *Server) buildJob(m *llama.Model, nctx int, f *samplingFields, prompt []
 			"prompt is %d tokens; the context holds %d, leaving no room to generate", len(prompt), nctx)
 	}
 	maxTok := int64(0)
-	for name, v := range map[string]*int64{"max_tokens": f.MaxTokens, "max_completion_tokens": f.MaxCompletionTokens} {
-		if v == nil {
-			continue
+	for name, v := range map[string]*int64{"max_tokens": f.MaxTokens, "max_completion_tokens": f.MaxCompletionTokens, "n_predict": f.NPredict} {
+		if v == nil || (name == "n_predict" && *v == -1) {
+			continue // n_predict -1: until the context is full
 		}
 		if *v < 1 || *v > int64(nctx) {
 			return nil, badRequest(name, "invalid_value", "%s must be between 1 and %d (the context size), got %d", name, nctx, *v)
@@ -161,6 +210,18 @@ func (s *Server) buildJob(m *llama.Model, nctx int, f *samplingFields, prompt []
 	}
 	if err := sp.Validate(); err != nil {
 		return nil, badRequest("", "invalid_value", "%v", err)
+	}
+	grammar, param, aerr := grammarOf(f)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if grammar != "" {
+		sp.Grammar = grammar
+		smp, err := m.NewSampler(sp)
+		if err != nil {
+			return nil, badRequest(param, "invalid_value", "%v", err)
+		}
+		smp.Close()
 	}
 	j := &job{
 		prompt: prompt,
@@ -225,7 +286,19 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	s.run(ctx, w, sl, j, true)
+	if req.TopLogprobs != nil {
+		if *req.TopLogprobs < 0 || *req.TopLogprobs > maxTopLogprobs {
+			writeError(w, badRequest("top_logprobs", "invalid_value", "top_logprobs must be between 0 and %d", maxTopLogprobs))
+			return
+		}
+		if req.Logprobs == nil || !*req.Logprobs {
+			writeError(w, badRequest("top_logprobs", "invalid_value", "top_logprobs needs logprobs: true"))
+			return
+		}
+		j.params.TopLogprobs = int(*req.TopLogprobs)
+	}
+	j.logprobs = req.Logprobs != nil && *req.Logprobs
+	s.run(ctx, w, sl, j, shapeChat)
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
@@ -263,7 +336,14 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	s.run(ctx, w, sl, j, false)
+	if req.Logprobs != nil {
+		if *req.Logprobs < 0 || *req.Logprobs > maxTopLogprobs {
+			writeError(w, badRequest("logprobs", "invalid_value", "logprobs must be between 0 and %d", maxTopLogprobs))
+			return
+		}
+		j.logprobs, j.params.TopLogprobs = true, int(*req.Logprobs)
+	}
+	s.run(ctx, w, sl, j, shapeCompletion)
 }
 
 // promptLimit is the most bytes a prompt that fits the context can have,
@@ -280,10 +360,19 @@ func (s *Server) requestContext(r *http.Request) (context.Context, context.Cance
 	return ctx, func() { stop(); cancel() }
 }
 
+// shape is the form of an answer.
+type shape int
+
+const (
+	shapeChat       shape = iota // /v1/chat/completions
+	shapeCompletion              // /v1/completions
+	shapeNative                  // llama.cpp's /completion
+)
+
 // run waits for a slot, generates, and writes the answer in the chosen
-// shape (chat or completion, stream or not).
-// Generation stops when ctx ends (see requestContext).
-func (s *Server) run(ctx context.Context, w http.ResponseWriter, sl *slots, j *job, chat bool) {
+// shape, streamed or not. Generation stops when ctx ends (see
+// requestContext).
+func (s *Server) run(ctx context.Context, w http.ResponseWriter, sl *slots, j *job, sh shape) {
 	accepted := time.Now()
 
 	c, err := sl.acquire(ctx)
@@ -297,12 +386,45 @@ func (s *Server) run(ctx context.Context, w http.ResponseWriter, sl *slots, j *j
 	}
 	defer sl.release(c)
 
-	id := newID(chat)
+	id := newID(sh == shapeChat)
 	created := time.Now().Unix()
+	var all, pending []llama.TokenLogprob
+	if j.logprobs {
+		j.params.OnToken = func(lp llama.TokenLogprob) {
+			all = append(all, lp)
+			pending = append(pending, lp)
+		}
+	}
+	chunk := func(text string, lps []llama.TokenLogprob, finish *string, u *usage) any {
+		switch sh {
+		case shapeChat:
+			ch := chatChoice{Delta: &respMessage{Content: text}, FinishReason: finish}
+			if j.logprobs && finish == nil {
+				ch.Logprobs = &chatLogprobs{Content: chatLogprobsOf(lps)}
+			}
+			choices := []chatChoice{ch}
+			if u != nil {
+				choices = []chatChoice{}
+			}
+			return chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID, Choices: choices, Usage: u}
+		case shapeCompletion:
+			ch := completionChoice{Text: text, FinishReason: finish}
+			if j.logprobs && finish == nil {
+				ch.Logprobs = completionLogprobsOf(lps, 0)
+			}
+			choices := []completionChoice{ch}
+			if u != nil {
+				choices = []completionChoice{}
+			}
+			return completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID, Choices: choices, Usage: u}
+		default:
+			return map[string]any{"content": text, "stop": false}
+		}
+	}
 	var sse *sseWriter
 	if j.stream {
 		sse = newSSE(w)
-		if chat {
+		if sh == shapeChat {
 			sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID,
 				Choices: []chatChoice{{Delta: &respMessage{Role: "assistant", Content: ""}}}})
 		}
@@ -320,15 +442,12 @@ func (s *Server) run(ctx context.Context, w http.ResponseWriter, sl *slots, j *j
 		if s.tokenHook != nil {
 			s.tokenHook()
 		}
-		if sse == nil || text == "" {
+		if sse == nil || (text == "" && len(pending) == 0) {
 			return nil
 		}
-		if chat {
-			return sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID,
-				Choices: []chatChoice{{Delta: &respMessage{Content: text}}}})
-		}
-		return sse.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID,
-			Choices: []completionChoice{{Text: text}}})
+		lps := pending
+		pending = nil
+		return sse.send(chunk(text, lps, nil, nil))
 	}
 
 	res, err := c.Generate(ctx, j.params, emit)
@@ -336,10 +455,10 @@ func (s *Server) run(ctx context.Context, w http.ResponseWriter, sl *slots, j *j
 	s.met.genTokens.Add(float64(res.CompletionTokens))
 	if err != nil {
 		if ctx.Err() != nil {
-			s.log.Info("generation cancelled", "id", id, "tokens", res.CompletionTokens, "reason", context.Cause(ctx))
+			s.log.Info("generation cancelled", "id", id, "request_id", requestID(ctx), "tokens", res.CompletionTokens, "reason", context.Cause(ctx))
 			return
 		}
-		s.log.Error("generation failed", "id", id, "err", err)
+		s.log.Error("generation failed", "id", id, "request_id", requestID(ctx), "err", err)
 		if sse == nil {
 			writeError(w, asAPIError(err))
 		} else {
@@ -349,28 +468,112 @@ func (s *Server) run(ctx context.Context, w http.ResponseWriter, sl *slots, j *j
 	}
 	u := &usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens, TotalTokens: res.PromptTokens + res.CompletionTokens}
 	finish := strp(res.FinishReason)
-	switch {
-	case sse != nil && chat:
-		sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID,
-			Choices: []chatChoice{{Delta: &respMessage{}, FinishReason: finish}}})
-		if j.includeUsage {
-			sse.send(chatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelID, Choices: []chatChoice{}, Usage: u})
+	if sh == shapeNative {
+		final := nativeFinal(res, s.cfg.ModelID)
+		if sse != nil {
+			sse.send(final)
+			return // llama.cpp's stream has no [DONE]
 		}
-		sse.done()
-	case sse != nil:
-		sse.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID,
-			Choices: []completionChoice{{FinishReason: finish}}})
-		if j.includeUsage {
-			sse.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID, Choices: []completionChoice{}, Usage: u})
-		}
-		sse.done()
-	case chat:
-		writeJSON(w, 200, chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelID,
-			Choices: []chatChoice{{Message: &respMessage{Role: "assistant", Content: res.Text}, FinishReason: finish}}, Usage: u})
-	default:
-		writeJSON(w, 200, completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID,
-			Choices: []completionChoice{{Text: res.Text, FinishReason: finish}}, Usage: u})
+		final["content"] = res.Text
+		writeJSON(w, 200, final)
+		return
 	}
+	if sse != nil {
+		sse.send(chunk("", nil, finish, nil))
+		if j.includeUsage {
+			sse.send(chunk("", nil, nil, u))
+		}
+		sse.done()
+		return
+	}
+	if sh == shapeChat {
+		ch := chatChoice{Message: &respMessage{Role: "assistant", Content: res.Text}, FinishReason: finish}
+		if j.logprobs {
+			ch.Logprobs = &chatLogprobs{Content: chatLogprobsOf(all)}
+		}
+		writeJSON(w, 200, chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelID,
+			Choices: []chatChoice{ch}, Usage: u})
+		return
+	}
+	ch := completionChoice{Text: res.Text, FinishReason: finish}
+	if j.logprobs {
+		ch.Logprobs = completionLogprobsOf(all, 0)
+	}
+	writeJSON(w, 200, completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelID,
+		Choices: []completionChoice{ch}, Usage: u})
+}
+
+// nativeFinal is the last object of a llama.cpp /completion answer.
+func nativeFinal(res llama.GenerateResult, model string) map[string]any {
+	stopType := "eos"
+	if res.FinishReason == llama.FinishLength {
+		stopType = "limit"
+	}
+	return map[string]any{
+		"content": "", "stop": true, "model": model, "tokens_predicted": res.CompletionTokens,
+		"tokens_evaluated": res.PromptTokens, "stop_type": stopType, "truncated": false,
+		"stopped_eos": stopType == "eos", "stopped_limit": stopType == "limit",
+	}
+}
+
+func bytesOf(b []byte) []int {
+	out := make([]int, len(b))
+	for i, c := range b {
+		out[i] = int(c)
+	}
+	return out
+}
+
+// lpValue makes -Inf (a token the model gives no chance) representable in
+// JSON.
+func lpValue(f float64) float64 {
+	if math.IsInf(f, -1) {
+		return -9999
+	}
+	return f
+}
+
+func chatLogprobsOf(lps []llama.TokenLogprob) []tokenLogprob {
+	out := make([]tokenLogprob, 0, len(lps))
+	for _, lp := range lps {
+		t := tokenLogprob{Token: string(lp.Piece), Logprob: lpValue(lp.Logprob), Bytes: bytesOf(lp.Piece), TopLogprobs: []tokenLogprob{}}
+		for _, alt := range lp.Top {
+			t.TopLogprobs = append(t.TopLogprobs, tokenLogprob{Token: string(alt.Piece), Logprob: lpValue(alt.Logprob), Bytes: bytesOf(alt.Piece)})
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// legacyToken names a token in the legacy completions logprobs: its text,
+// or, when that is not valid UTF-8 (a byte token), "bytes:\\xNN..." as
+// OpenAI writes them.
+func legacyToken(piece []byte) string {
+	if utf8.Valid(piece) {
+		return string(piece)
+	}
+	var b strings.Builder
+	b.WriteString("bytes:")
+	for _, c := range piece {
+		fmt.Fprintf(&b, "\\x%02x", c)
+	}
+	return b.String()
+}
+
+func completionLogprobsOf(lps []llama.TokenLogprob, offset int) *completionLogprobs {
+	out := &completionLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	for _, lp := range lps {
+		out.Tokens = append(out.Tokens, legacyToken(lp.Piece))
+		out.TokenLogprobs = append(out.TokenLogprobs, lpValue(lp.Logprob))
+		top := map[string]float64{}
+		for _, alt := range lp.Top {
+			top[legacyToken(alt.Piece)] = lpValue(alt.Logprob)
+		}
+		out.TopLogprobs = append(out.TopLogprobs, top)
+		out.TextOffset = append(out.TextOffset, offset)
+		offset += len(lp.Piece)
+	}
+	return out
 }
 
 func newID(chat bool) string {

@@ -186,6 +186,9 @@ func TestLyingWorker(t *testing.T) {
 			if got := answer(t, ts, "hello"); got == "" {
 				t.Fatal("no answer after the worker became honest")
 			}
+			if up := ts.cl.Uploads(); len(up) != 1 || up[0].UploadedBytes < 1<<20 || up[0].PlacedBytes == 0 {
+				t.Fatalf("uploads %+v", up)
+			}
 		})
 	}
 }

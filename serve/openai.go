@@ -9,8 +9,9 @@ import (
 	"unicode/utf8"
 )
 
-// The OpenAI request and response shapes box speaks. Unknown fields are
-// ignored (clients send many); known fields of the wrong type are a 400.
+// The OpenAI request and response shapes box speaks. A field box does not
+// implement is refused with a 400 naming it (see docs/api.md), never
+// ignored; known fields of the wrong type are a 400 too.
 
 type chatMessage struct {
 	Role    string      `json:"role"`
@@ -35,7 +36,12 @@ func (m *messageText) UnmarshalJSON(b []byte) error {
 		Type string `json:"type"`
 		Text string `json:"text"`
 	}
-	if err := json.Unmarshal(b, &parts); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&parts); err != nil {
+		if f, ok := unknownField(err); ok {
+			return fmt.Errorf("content part field %q is not supported", f)
+		}
 		return errors.New("content must be a string or an array of text parts")
 	}
 	var sb strings.Builder
@@ -123,16 +129,57 @@ type samplingFields struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	N *int64 `json:"n"`
+	// NPredict is llama.cpp's name for max_tokens; -1 means until the
+	// context is full.
+	NPredict       *int64          `json:"n_predict"`
+	ResponseFormat *responseFormat `json:"response_format"`
+	// Grammar is a GBNF grammar (llama.cpp's field).
+	Grammar *string `json:"grammar"`
+	// User identifies the end user; it is only logged.
+	User string `json:"user"`
+}
+
+type responseFormat struct {
+	Type       string `json:"type"` // text, json_object, json_schema
+	JSONSchema *struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description"`
+		Schema      json.RawMessage `json:"schema"`
+		Strict      *bool           `json:"strict"`
+	} `json:"json_schema"`
 }
 
 type chatRequest struct {
 	samplingFields
-	Messages []chatMessage `json:"messages"`
+	Messages    []chatMessage `json:"messages"`
+	Logprobs    *bool         `json:"logprobs"`
+	TopLogprobs *int64        `json:"top_logprobs"`
 }
 
 type completionRequest struct {
 	samplingFields
 	Prompt *promptText `json:"prompt"`
+	// Logprobs is the number of most likely tokens to report per position
+	// (0 to 20), besides the sampled one.
+	Logprobs *int64 `json:"logprobs"`
+}
+
+// nativeCompletionRequest is llama.cpp's POST /completion.
+type nativeCompletionRequest struct {
+	samplingFields
+	Prompt *promptText `json:"prompt"`
+	NProbs *int64      `json:"n_probs"`
+}
+
+// unknownField extracts the field name from encoding/json's error for a
+// field that DisallowUnknownFields refused.
+func unknownField(err error) (string, bool) {
+	const pfx = `json: unknown field "`
+	msg := err.Error()
+	if !strings.HasPrefix(msg, pfx) {
+		return "", false
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(msg, pfx), `"`), true
 }
 
 type usage struct {
@@ -142,10 +189,30 @@ type usage struct {
 }
 
 type chatChoice struct {
-	Index        int          `json:"index"`
-	Message      *respMessage `json:"message,omitempty"`
-	Delta        *respMessage `json:"delta,omitempty"`
-	FinishReason *string      `json:"finish_reason"`
+	Index        int           `json:"index"`
+	Message      *respMessage  `json:"message,omitempty"`
+	Delta        *respMessage  `json:"delta,omitempty"`
+	Logprobs     *chatLogprobs `json:"logprobs,omitempty"`
+	FinishReason *string       `json:"finish_reason"`
+}
+
+type chatLogprobs struct {
+	Content []tokenLogprob `json:"content"`
+}
+
+type tokenLogprob struct {
+	Token       string         `json:"token"`
+	Logprob     float64        `json:"logprob"`
+	Bytes       []int          `json:"bytes"`
+	TopLogprobs []tokenLogprob `json:"top_logprobs,omitempty"`
+}
+
+// completionLogprobs is the legacy completions shape.
+type completionLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float64            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
 }
 
 type respMessage struct {
@@ -163,10 +230,10 @@ type chatResponse struct {
 }
 
 type completionChoice struct {
-	Index        int     `json:"index"`
-	Text         string  `json:"text"`
-	Logprobs     any     `json:"logprobs"`
-	FinishReason *string `json:"finish_reason"`
+	Index        int                 `json:"index"`
+	Text         string              `json:"text"`
+	Logprobs     *completionLogprobs `json:"logprobs"`
+	FinishReason *string             `json:"finish_reason"`
 }
 
 type completionResponse struct {

@@ -4,15 +4,18 @@ package serve
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/boxproj/box/cluster"
@@ -54,6 +57,10 @@ type Config struct {
 	RPCTimeout time.Duration
 	// Probe, when set, answers GET /v1/probe with this node's memory view.
 	Probe func(context.Context) any
+	// APIKeys, when any, are required as "Authorization: Bearer KEY" on
+	// every endpoint but /health and /metrics (those too with AuthAll).
+	APIKeys []string
+	AuthAll bool
 }
 
 // Server serves one model. Create it with New, run it with Run.
@@ -79,7 +86,10 @@ type Server struct {
 	cancel   context.CancelFunc
 	started  time.Time
 
-	tok *tokenizer
+	tok       *tokenizer
+	keyHashes [][32]byte
+	// progress is the load's progress (0..1) as float32 bits.
+	progress atomic.Uint32
 	// cwork counts goroutines still in C with the model (an abandoned
 	// tokenization); the model is freed only when it is zero.
 	cwork sync.WaitGroup
@@ -121,6 +131,9 @@ func New(cfg Config, log *slog.Logger) *Server {
 	s.hardStop, s.cancel = context.WithCancel(context.Background())
 	s.met = newMetrics(s)
 	s.tok = newTokenizer(cfg.Queue)
+	for _, k := range cfg.APIKeys {
+		s.keyHashes = append(s.keyHashes, sha256.Sum256([]byte(k)))
+	}
 	return s
 }
 
@@ -137,6 +150,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/chat/completions", s.instrument("chat", s.handleChat))
 	mux.HandleFunc("POST /v1/completions", s.instrument("completions", s.handleCompletions))
 	mux.HandleFunc("GET /v1/models", s.instrument("models", s.handleModels))
+	mux.HandleFunc("GET /v1/models/{id}", s.instrument("model", s.handleModel))
+	mux.HandleFunc("POST /completion", s.instrument("native_completion", s.handleNative))
+	mux.HandleFunc("POST /tokenize", s.instrument("tokenize", s.handleTokenize))
+	mux.HandleFunc("POST /detokenize", s.instrument("detokenize", s.handleDetokenize))
+	mux.HandleFunc("GET /props", s.instrument("props", s.handleProps))
+	mux.HandleFunc("GET /slots", s.instrument("slots", s.handleSlots))
 	mux.HandleFunc("GET /health", s.instrument("health", s.handleHealth))
 	mux.HandleFunc("GET /v1/cluster", s.instrument("cluster", s.handleCluster))
 	if s.cfg.Probe != nil {
@@ -148,7 +167,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: 404, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), Type: "invalid_request_error", Code: strp("not_found")})
 	})
-	return mux
+	return s.withAuth(mux)
 }
 
 // Run loads the model, serves ln until ctx is cancelled, then shuts down:
@@ -292,6 +311,8 @@ func (s *Server) load(ctx context.Context) error {
 		params.Devices, params.TensorSplit, params.GPULayers = plan.Devices, plan.TensorSplit, plan.GPULayers
 		params.Check = s.cl.Err
 	}
+	s.progress.Store(0)
+	params.Progress = func(p float32) { s.progress.Store(math.Float32bits(p)) }
 	m, ctxs, err := s.loadModel(ctx, params)
 	if err != nil {
 		if s.cl != nil {
@@ -492,6 +513,19 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if msg != "" {
 		body["error"] = msg
 	}
+	if state == "loading" {
+		// How far the weights are: llama.cpp's progress, and the bytes
+		// uploaded to each worker so far.
+		p := float64(math.Float32frombits(s.progress.Load()))
+		body["progress"] = p
+		body["percent"] = math.Round(p*1000) / 10
+		s.mu.Lock()
+		cl := s.cl
+		s.mu.Unlock()
+		if cl != nil {
+			body["workers"] = cl.Uploads()
+		}
+	}
 	code := http.StatusOK
 	if state != "ok" {
 		code = http.StatusServiceUnavailable
@@ -534,6 +568,7 @@ func (w *statusWriter) Flush() {
 func (s *Server) instrument(endpoint string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
+		t0 := time.Now()
 		defer func() {
 			// Nothing a client sends may take the server down; a panic here is
 			// a bug, answered with 500 and logged.
@@ -548,6 +583,12 @@ func (s *Server) instrument(endpoint string, h http.HandlerFunc) http.HandlerFun
 				code = 200
 			}
 			s.met.requests.WithLabelValues(endpoint, fmt.Sprint(code)).Inc()
+			lvl := slog.LevelInfo
+			if endpoint == "health" || endpoint == "cluster" || endpoint == "probe" {
+				lvl = slog.LevelDebug // polled
+			}
+			s.log.Log(r.Context(), lvl, "request", "request_id", requestID(r.Context()), "endpoint", endpoint,
+				"code", code, "seconds", time.Since(t0).Seconds(), "peer", r.RemoteAddr)
 		}()
 		h(sw, r)
 	}

@@ -437,8 +437,21 @@ func TestBadRequests(t *testing.T) {
 		{"empty prompt", "/v1/completions", `{"model":"tiny","prompt":""}`, 400, "empty_prompt", "prompt"},
 		{"prompt array of two", "/v1/completions", `{"model":"tiny","prompt":["a","b"]}`, 400, "invalid_json", ""},
 		{"long prompt", "/v1/completions", `{"model":"tiny","prompt":"` + long + `"}`, 400, "context_length_exceeded", "prompt"},
-		{"unknown fields are ignored", "/v1/chat/completions", `{"model":"tiny","max_tokens":2,"logit_bias":{"1":2},"user":"u","messages":[{"role":"user","content":"hi","name":"x"}]}`, 200, "", ""},
-		{"unknown route", "/v1/embeddings", `{}`, 404, "not_found", ""},
+		{"user is accepted (logged)", "/v1/chat/completions", `{"model":"tiny","max_tokens":2,"user":"u","messages":[{"role":"user","content":"hi"}]}`, 200, "", ""},
+		{"tools are refused", "/v1/chat/completions", `{"model":"tiny","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"}]}`, 400, "unsupported_parameter", "tools"},
+		{"logit_bias is refused", "/v1/chat/completions", `{"model":"tiny","logit_bias":{"1":2},"messages":[{"role":"user","content":"hi"}]}`, 400, "unsupported_parameter", "logit_bias"},
+		{"a message field is refused", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"hi","name":"x"}]}`, 400, "unsupported_parameter", "name"},
+		{"echo is refused", "/v1/completions", `{"model":"tiny","prompt":"hi","echo":true}`, 400, "unsupported_parameter", "echo"},
+		{"a content part field is refused", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{}}]}]}`, 400, "invalid_json", ""},
+		{"n_predict beyond the context", "/v1/completions", `{"model":"tiny","prompt":"hi","n_predict":100000}`, 400, "invalid_value", "n_predict"},
+		{"bad response_format type", "/v1/chat/completions", `{"model":"tiny","response_format":{"type":"xml"},"messages":[{"role":"user","content":"hi"}]}`, 400, "invalid_value", "response_format.type"},
+		{"unsupported schema keyword", "/v1/chat/completions", `{"model":"tiny","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"a+"}}},"messages":[{"role":"user","content":"hi"}]}`, 400, "unsupported_value", "response_format.json_schema.schema"},
+		{"bad grammar", "/v1/completions", `{"model":"tiny","prompt":"hi","grammar":"root ::= ("}`, 400, "invalid_value", "grammar"},
+		{"grammar and response_format", "/v1/completions", `{"model":"tiny","prompt":"hi","grammar":"root ::= \"a\"","response_format":{"type":"json_object"}}`, 400, "invalid_value", "grammar"},
+		{"top_logprobs without logprobs", "/v1/chat/completions", `{"model":"tiny","top_logprobs":2,"messages":[{"role":"user","content":"hi"}]}`, 400, "invalid_value", "top_logprobs"},
+		{"logprobs out of range", "/v1/completions", `{"model":"tiny","prompt":"hi","logprobs":21}`, 400, "invalid_value", "logprobs"},
+		{"trailing data", "/v1/completions", `{"model":"tiny","prompt":"hi"} {}`, 400, "invalid_json", ""},
+		{"unknown route", "/v1/nothing", `{}`, 404, "not_found", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,10 +21,11 @@ type slots struct {
 	mu      sync.Mutex
 	waiting int
 	busy    int
+	inUse   map[*llama.Context]bool
 }
 
 func newSlots(ctxs []*llama.Context, queue int) *slots {
-	s := &slots{free: make(chan *llama.Context, len(ctxs)), all: ctxs, limit: len(ctxs) + queue}
+	s := &slots{free: make(chan *llama.Context, len(ctxs)), all: ctxs, limit: len(ctxs) + queue, inUse: map[*llama.Context]bool{}}
 	for _, c := range ctxs {
 		s.free <- c
 	}
@@ -47,6 +48,7 @@ func (s *slots) acquire(ctx context.Context) (*llama.Context, error) {
 		s.mu.Lock()
 		s.waiting--
 		s.busy++
+		s.inUse[c] = true
 		s.mu.Unlock()
 		return c, nil
 	case <-ctx.Done():
@@ -60,6 +62,7 @@ func (s *slots) acquire(ctx context.Context) (*llama.Context, error) {
 func (s *slots) release(c *llama.Context) {
 	s.mu.Lock()
 	s.busy--
+	delete(s.inUse, c)
 	s.mu.Unlock()
 	s.free <- c
 }
@@ -68,6 +71,17 @@ func (s *slots) counts() (busy, waiting int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.busy, s.waiting
+}
+
+// busyList says, per slot in order, whether a request holds it.
+func (s *slots) busyList() []bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]bool, len(s.all))
+	for i, c := range s.all {
+		out[i] = s.inUse[c]
+	}
+	return out
 }
 
 // drain takes every context back, waiting for requests in flight.

@@ -13,6 +13,8 @@ package leakcheck
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +84,10 @@ type Options struct {
 	LoadTimeout    time.Duration // how long a head may take to become healthy (default 10m)
 	JudgeRSS       bool          // let local workers' RSS decide verdicts too (it is always reported)
 
+	// AdminToken is the workers' admin token. Local workers are started
+	// with it (a random one when empty).
+	AdminToken string
+
 	Box        string   // the box executable (default os.Executable())
 	WorkerArgs []string // extra flags for local workers (tests)
 	Log        io.Writer
@@ -93,6 +99,11 @@ func (o *Options) defaults() {
 	}
 	if o.Workers == 0 {
 		o.Workers = 2
+	}
+	if o.AdminToken == "" && len(o.RPC) == 0 {
+		var b [16]byte
+		rand.Read(b[:])
+		o.AdminToken = hex.EncodeToString(b[:])
 	}
 	if len(o.Modes) == 0 {
 		o.Modes = AllModes
@@ -277,7 +288,7 @@ func (r *runner) setup(ctx context.Context) error {
 			args = append(args, "--keepalive", "1s", "--keepalive-interval", "1s")
 		}
 		for i := 0; i < r.o.Workers; i++ {
-			w, err := startWorker(ctx, r.box, host, args, r.o.LoadTimeout)
+			w, err := startWorker(ctx, r.box, host, r.o.AdminToken, args, r.o.LoadTimeout)
 			if err != nil {
 				return setupErr("local worker %d: %v", i+1, err)
 			}

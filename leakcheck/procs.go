@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/cluster"
 )
 
@@ -24,8 +26,11 @@ type proc struct {
 	err  error // valid after done
 }
 
-func startProc(name string, args ...string) (*proc, error) {
+func startProc(name string, env []string, args ...string) (*proc, error) {
 	cmd := exec.Command(name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	t := &tail{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = t, t
 	// Children die with leakcheck, whatever ends it.
@@ -144,7 +149,8 @@ func freePort(host string) (int, error) {
 // startWorker starts `box worker` on free ports of host (RPC) and loopback
 // (admin API), retrying when a port was taken in between, and waits until
 // both answer.
-func startWorker(ctx context.Context, box, host string, extra []string, within time.Duration) (*workerRef, error) {
+// startWorker starts a local box worker whose admin API takes token.
+func startWorker(ctx context.Context, box, host, token string, extra []string, within time.Duration) (*workerRef, error) {
 	var lastErr error
 	for try := 0; try < 5; try++ {
 		port, err := freePort(host)
@@ -158,7 +164,7 @@ func startWorker(ctx context.Context, box, host string, extra []string, within t
 		addr := net.JoinHostPort(host, strconv.Itoa(port))
 		admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(aport))
 		args := append([]string{"worker", "--listen", addr, "--admin", admin}, extra...)
-		p, err := startProc(box, args...)
+		p, err := startProc(box, []string{api.TokenEnv + "=" + token}, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -229,7 +235,7 @@ func (r *runner) startHead(m Mode, model string) (*head, error) {
 	if prefix != nil {
 		name, args = prefix[0], append(append(prefix[1:], r.box), args...)
 	}
-	p, err := startProc(name, args...)
+	p, err := startProc(name, nil, args...)
 	if err != nil {
 		return nil, err
 	}

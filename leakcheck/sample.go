@@ -76,6 +76,9 @@ func (r *runner) getJSON(ctx context.Context, url string, v any) error {
 	if err != nil {
 		return err
 	}
+	if r.o.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+r.o.AdminToken)
+	}
 	resp, err := r.http.Do(req)
 	if err != nil {
 		return err

@@ -73,6 +73,8 @@ type Config struct {
 	// (default 600: ten minutes at one poll a second).
 	History int
 	HTTP    *http.Client
+	// AdminToken is the workers' admin token, sent to their admin APIs only.
+	AdminToken string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// NVML, when set, is asked each poll for this host's GPUs; processes that
@@ -240,7 +242,7 @@ func NewPoller(cfg Config) *Poller {
 		cfg.HTTP = http.DefaultClient
 	}
 	cfg.Head = probe.NormalizeURL(cfg.Head)
-	p := &Poller{cfg: cfg, admin: probe.AdminClient{HTTP: cfg.HTTP}, track: map[string]*track{}, conds: map[string]*Alert{}}
+	p := &Poller{cfg: cfg, admin: probe.AdminClient{HTTP: cfg.HTTP, Token: cfg.AdminToken}, track: map[string]*track{}, conds: map[string]*Alert{}}
 	p.stats.URL = cfg.Head
 	for _, t := range cfg.Nodes {
 		t.URL = probe.NormalizeURL(t.URL)

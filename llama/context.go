@@ -142,3 +142,60 @@ func (c *Context) Logits() []float32 {
 	copy(out, unsafe.Slice((*float32)(unsafe.Pointer(p)), n))
 	return out
 }
+
+// NEmbd is the width of the model's hidden state.
+func (m *Model) NEmbd() int { return int(C.llama_model_n_embd(m.m)) }
+
+// Embed returns the mean, over toks, of the model's last hidden state (after
+// the output norm): mean pooling, the usual sentence embedding of a decoder
+// model. toks must fit in one batch. The cache is cleared before and after.
+func (c *Context) Embed(toks []Token) ([]float32, error) {
+	if len(toks) == 0 {
+		return nil, errors.New("embed: no tokens")
+	}
+	if len(toks) > c.nbat {
+		return nil, fmt.Errorf("embed: %d tokens exceed the batch size %d", len(toks), c.nbat)
+	}
+	c.Reset()
+	defer c.Reset()
+	C.llama_set_embeddings(c.c, true)
+	defer C.llama_set_embeddings(c.c, false)
+	b := C.llama_batch_init(C.int32_t(len(toks)), 0, 1)
+	defer C.llama_batch_free(b)
+	n := len(toks)
+	tok := unsafe.Slice(b.token, n)
+	pos := unsafe.Slice(b.pos, n)
+	nseq := unsafe.Slice(b.n_seq_id, n)
+	seq := unsafe.Slice(b.seq_id, n)
+	out := unsafe.Slice(b.logits, n)
+	for i, t := range toks {
+		tok[i], pos[i], nseq[i], out[i] = C.llama_token(t), C.llama_pos(i), 1, 1
+		*seq[i] = 0
+	}
+	b.n_tokens = C.int32_t(n)
+	rc := C.llama_decode(c.c, b)
+	if c.model.check != nil {
+		if err := c.model.check(); err != nil {
+			return nil, fmt.Errorf("embed: %w", err)
+		}
+	}
+	if rc != 0 {
+		return nil, fmt.Errorf("embed: llama_decode returned %d", int(rc))
+	}
+	w := c.model.NEmbd()
+	sum := make([]float64, w)
+	for i := 0; i < n; i++ {
+		p := C.llama_get_embeddings_ith(c.c, C.int32_t(i))
+		if p == nil {
+			return nil, fmt.Errorf("embed: no hidden state for token %d", i)
+		}
+		for j, v := range unsafe.Slice((*float32)(unsafe.Pointer(p)), w) {
+			sum[j] += float64(v)
+		}
+	}
+	res := make([]float32, w)
+	for j := range sum {
+		res[j] = float32(sum[j] / float64(n))
+	}
+	return res, nil
+}

@@ -409,3 +409,54 @@ func TestAPIKey(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Embeddings through the official client: one unit vector of the model's
+// width per input, the same for the same text whether alone or in a batch,
+// and different for different texts.
+func TestEmbeddings(t *testing.T) {
+	ts := start(t, Config{}, nil)
+	ctx := context.Background()
+	before := answer(t, ts, "generation still works")
+	defer func() {
+		// The slot generates as before once it has embedded.
+		if after := answer(t, ts, "generation still works"); after != before {
+			t.Errorf("after embeddings %q, before %q", after, before)
+		}
+	}()
+	resp, err := ts.client.Embeddings.New(ctx, openai.EmbeddingNewParams{
+		Model: "tiny",
+		Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"the cat sat", "on the mat"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Data) != 2 || resp.Usage.PromptTokens < 4 {
+		t.Fatalf("response %+v", resp)
+	}
+	for _, d := range resp.Data {
+		var sum float64
+		for _, x := range d.Embedding {
+			sum += x * x
+		}
+		if len(d.Embedding) != 128 || math.Abs(sum-1) > 1e-4 {
+			t.Fatalf("embedding %d: %d values, squared norm %g", d.Index, len(d.Embedding), sum)
+		}
+	}
+	alone, err := ts.client.Embeddings.New(ctx, openai.EmbeddingNewParams{
+		Model: "tiny", Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("on the mat")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diff, other float64
+	for i, x := range alone.Data[0].Embedding {
+		diff = max(diff, math.Abs(x-resp.Data[1].Embedding[i]))
+		other = max(other, math.Abs(x-resp.Data[0].Embedding[i]))
+	}
+	if diff > 1e-5 || other < 1e-3 {
+		t.Fatalf("same text differs by %g, other text by %g", diff, other)
+	}
+	if code := postJSON(t, ts.url+"/v1/embeddings", `{"model":"tiny","input":"x","dimensions":8}`, nil); code != 400 {
+		t.Fatalf("dimensions: status %d", code)
+	}
+}

@@ -156,6 +156,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /detokenize", s.instrument("detokenize", s.handleDetokenize))
 	mux.HandleFunc("GET /props", s.instrument("props", s.handleProps))
 	mux.HandleFunc("GET /slots", s.instrument("slots", s.handleSlots))
+	mux.HandleFunc("POST /v1/embeddings", s.instrument("embeddings", s.handleEmbeddings))
 	mux.HandleFunc("GET /health", s.instrument("health", s.handleHealth))
 	mux.HandleFunc("GET /v1/cluster", s.instrument("cluster", s.handleCluster))
 	if s.cfg.Probe != nil {

@@ -34,12 +34,13 @@ package probe
 import (
 	"context"
 	"fmt"
-	"github.com/boxproj/box/hostmem"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/hostmem"
 )
 
 // SchemaVersion is the version of the JSON schema a Report serialises to.
@@ -243,10 +244,28 @@ func (nv NVML) Devices() []Device {
 	return out
 }
 
-// Targets are the remote nodes to probe.
+// Targets are the remote nodes to probe. Either kind may be given as
+// name=address (boxtop's syntax), which names the node in the report.
 type Targets struct {
 	Admin []string // admin API base URLs (http://host:port)
 	RPC   []string // ggml RPC endpoints (host:port)
+	Token string   // the workers' admin token
+}
+
+// splitName reads "name=address"; a plain address has no name.
+func splitName(s string) (name, addr string) {
+	if n, a, ok := strings.Cut(s, "="); ok && n != "" && !strings.ContainsAny(n, ":/") {
+		return n, a
+	}
+	return "", s
+}
+
+// named sets n's name when the target gave one.
+func named(name string, n Node) Node {
+	if name != "" {
+		n.Name = name
+	}
+	return n
 }
 
 // Remote probes every target at once, each within timeout, and returns them
@@ -260,7 +279,8 @@ func Remote(ctx context.Context, t Targets, timeout time.Duration) Report {
 			defer wg.Done()
 			c, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			nodes[i] = Admin(c, nil, u)
+			name, u := splitName(u)
+			nodes[i] = named(name, Admin(c, AdminClient{Token: t.Token}, u))
 		}()
 	}
 	for i, a := range t.RPC {
@@ -269,7 +289,8 @@ func Remote(ctx context.Context, t Targets, timeout time.Duration) Report {
 			defer wg.Done()
 			c, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			nodes[len(t.Admin)+i] = RPC(c, a)
+			name, a := splitName(a)
+			nodes[len(t.Admin)+i] = named(name, RPC(c, a))
 		}()
 	}
 	wg.Wait()

@@ -1,0 +1,89 @@
+package probe
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/lipgloss/table"
+)
+
+// Table renders a report as a table, one row per device of every node, then
+// each node's host memory and NVML lines. It is box probe's output.
+func Table(rep Report) string {
+	opt := func(v uint64, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return HumanBytes(v)
+	}
+	var rows [][]string
+	for _, n := range rep.Nodes {
+		proto := n.Protocol
+		if n.Version != "" {
+			proto += " (box " + n.Version + ")"
+		}
+		if proto == "" {
+			proto = "-"
+		}
+		status := n.Status
+		if n.Error != "" {
+			status += ": " + n.Error
+		}
+		if len(n.Devices) == 0 {
+			rows = append(rows, []string{n.Name, "-", "-", "-", "-", "-", proto, status})
+			continue
+		}
+		for _, d := range n.Devices {
+			name := d.Name
+			if d.Description != "" && d.Source == SourceNVML {
+				name += " " + d.Description
+			}
+			b, bok := d.Bound()
+			o, ook := d.Others()
+			rows = append(rows, []string{n.Name, name, HumanBytes(d.MemoryTotal), opt(b, bok), opt(o, ook),
+				HumanBytes(d.MemoryFree), proto, status})
+		}
+	}
+	right := map[int]bool{2: true, 3: true, 4: true, 5: true}
+	tb := table.New().Border(lipgloss.NormalBorder()).
+		Headers("NODE", "DEVICE", "TOTAL", "BOX", "OTHERS", "FREE", "PROTOCOL", "STATUS").
+		Rows(rows...).
+		StyleFunc(func(row, col int) lipgloss.Style {
+			s := lipgloss.NewStyle().Padding(0, 1)
+			if right[col] {
+				s = s.Align(lipgloss.Right)
+			}
+			if row == table.HeaderRow {
+				s = s.Bold(true)
+			}
+			return s
+		})
+	var sb strings.Builder
+	sb.WriteString(tb.String())
+	sb.WriteString("\n")
+	for _, n := range rep.Nodes {
+		if n.Host != nil {
+			h := n.Host
+			fmt.Fprintf(&sb, "%s: RAM %s, %s available", n.Name, HumanBytes(h.MemTotal), HumanBytes(h.MemAvailable))
+			if h.Cgroup != nil {
+				fmt.Fprintf(&sb, "; cgroup %s limit %s, %s used", h.Cgroup.Path, HumanBytes(h.Cgroup.Limit), HumanBytes(h.Cgroup.Current))
+			}
+			sb.WriteString("\n")
+		}
+		if n.NVML != nil {
+			fmt.Fprintf(&sb, "%s: %s\n", n.Name, n.NVML.Status)
+			for _, g := range n.NVML.GPUs {
+				fmt.Fprintf(&sb, "  GPU%d %s %s: %d%% busy, %d°C, %.0f W\n", g.Index, g.Name, g.UUID, g.UtilizationGPU, g.TemperatureC, float64(g.PowerMW)/1000)
+				for _, p := range g.Processes {
+					who := "other"
+					if p.Box {
+						who = "box"
+					}
+					fmt.Fprintf(&sb, "    pid %d %s (%s): %s\n", p.PID, p.Name, who, HumanBytes(p.UsedMemory))
+				}
+			}
+		}
+	}
+	return sb.String()
+}

@@ -159,6 +159,22 @@ func Inspect(path string) (*Info, error) {
 	return Decode(f, st.Size())
 }
 
+// Check validates the GGUF file at path without loading it (header,
+// metadata, tensor descriptions, data bounds). Its error is one line that
+// names the file, for a command to refuse a bad model before it starts.
+func Check(path string) error {
+	_, err := Inspect(path)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		err = errors.New("no such file")
+	case errors.Is(err, fs.ErrPermission):
+		err = errors.New("permission denied")
+	}
+	return fmt.Errorf("model %s: %v", path, err)
+}
+
 // Decode reads and validates the GGUF header, metadata and tensor
 // descriptions of the size bytes of r, and checks that the tensor data lies
 // within them, aligned, in order and without overlap, as ggml requires. The

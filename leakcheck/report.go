@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -167,6 +168,30 @@ func signed(n int64) string {
 		return "+" + fmtBytes(n)
 	}
 	return fmtBytes(n)
+}
+
+// WriteFiles writes the JSON report to jsonPath and the JUnit XML to
+// junitPath; an empty path writes nothing.
+func (rep *Report) WriteFiles(jsonPath, junitPath string) error {
+	for _, f := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{{jsonPath, rep.WriteJSON}, {junitPath, rep.WriteJUnit}} {
+		if f.path == "" {
+			continue
+		}
+		out, err := os.Create(f.path)
+		if err == nil {
+			err = f.write(out)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WriteJSON writes the report as documented in SCHEMA.md.

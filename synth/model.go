@@ -144,6 +144,15 @@ func CacheName(c Config) string {
 	return fmt.Sprintf("%s-%s-s%d.gguf", c.ModelName(), c.Type, c.Seed)
 }
 
+// DefaultCacheDir is where box keeps synthetic models unless told
+// otherwise (--cache-dir): $XDG_CACHE_HOME/box, or ~/.cache/box.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "box")
+	}
+	return filepath.Join(os.TempDir(), "box-cache")
+}
+
 // EnsureCached returns dir/CacheName(c), writing the model there first
 // unless a file of exactly the expected size already exists. dir is created
 // if needed. Concurrent callers are safe: each writes its own temporary file

@@ -19,6 +19,11 @@ export CGO_CFLAGS   := $(OPT)
 export CGO_CXXFLAGS := $(OPT)
 export CGO_CPPFLAGS := -I$(OLLAMA)/llama/llama.cpp/include -I$(OLLAMA)/ml/backend/ggml/ggml/include -I$(OLLAMA)/ml/backend/ggml/ggml/src
 
+# box version: git describe and the commit, when built from a git checkout.
+BOX_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+BOX_COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS     := -X main.version=$(BOX_VERSION) -X main.commit=$(BOX_COMMIT)
+
 TEST_TIMEOUT ?= 30m
 FUZZTIME     ?= 20s
 BENCH_OUT    ?= bench.json
@@ -28,7 +33,7 @@ BENCH_OUT    ?= bench.json
 all: build
 
 build: check-ollama
-	$(GO) build -o bin/box ./cmd/box
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/box ./cmd/box
 	ln -sf box bin/boxtop
 
 check-ollama:

@@ -1,120 +1,61 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/boxproj/box/chat"
 )
 
-// runChat sends one chat request to a box serve (or any OpenAI-compatible
-// server) and streams the answer to stdout. It lets the demo and quick
-// checks work without curl.
-func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("box chat", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	url := fs.String("url", "http://127.0.0.1:8080", "server base URL")
-	model := fs.String("model", "", "model id (default: the server's first model)")
-	maxTokens := fs.Int("max-tokens", 64, "tokens to generate at most")
-	wait := fs.Duration("wait", 0, "wait this long for the server to become healthy")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: box chat [--url URL] [--model ID] [--max-tokens N] [--wait DUR] MESSAGE")
+func newChat() *cobra.Command {
+	var (
+		r           chat.Request
+		temperature float64
+		verbose     bool
+	)
+	c := &cobra.Command{
+		Use:   "chat [flags] [MESSAGE... | -]",
+		Short: "Ask a running server and stream the answer",
+		Long: "Sends one chat request to a box serve (or any OpenAI-compatible server) and streams the answer to\n" +
+			"stdout. The message is the arguments, or stdin when there are none or the only one is \"-\".",
+		Example: "  box chat \"Say hello to box.\"\n  box chat hello --url http://10.0.0.5:8080 --system \"Answer in French.\" --temperature 0.2\n" +
+			"  echo \"Summarise this\" | box chat -v --max-tokens 128",
+		Args: cobra.ArbitraryArgs,
 	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() == 0 || *maxTokens < 1 {
-		fs.Usage()
-		return errUsage
-	}
-	base := strings.TrimSuffix(*url, "/")
-	hc := &http.Client{}
-	if *wait > 0 {
-		deadline := time.Now().Add(*wait)
-		for {
-			resp, err := hc.Get(base + "/health")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					break
-				}
+	f := c.Flags()
+	f.StringVar(&r.URL, "url", "http://127.0.0.1:8080", "server base URL")
+	f.StringVar(&r.Model, "model", "", "model id (default: the server's first model)")
+	f.StringVar(&r.System, "system", "", "a system message sent before the prompt")
+	f.IntVar(&r.MaxTokens, "max-tokens", 64, "tokens to generate at most")
+	f.Float64Var(&temperature, "temperature", 0, "sampling temperature, 0 for greedy (default: the server's)")
+	f.DurationVar(&r.Wait, "wait", 0, "wait this long for the server to become healthy")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print tokens, tokens/s and time to first token to stderr at the end")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if r.MaxTokens < 1 {
+			return usagef("--max-tokens must be positive")
+		}
+		if r.Prompt = strings.Join(args, " "); len(args) == 0 || r.Prompt == "-" {
+			b, err := io.ReadAll(c.InOrStdin())
+			if err != nil {
+				return fmt.Errorf("stdin: %w", err)
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s is not healthy after %v", base, *wait)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
+			r.Prompt = strings.TrimSpace(string(b))
 		}
-	}
-	if *model == "" {
-		var list struct {
-			Data []struct{ ID string } `json:"data"`
+		if r.Prompt == "" {
+			return usagef("give a MESSAGE, or the prompt on stdin")
 		}
-		if err := getJSON(ctx, hc, base+"/v1/models", &list); err != nil {
-			return err
+		if f.Changed("temperature") {
+			r.Temperature = &temperature
 		}
-		if len(list.Data) == 0 {
-			return fmt.Errorf("%s serves no model", base)
+		st, err := chat.Stream(c.Context(), http.DefaultClient, r, c.OutOrStdout())
+		if verbose && err == nil {
+			fmt.Fprintln(c.ErrOrStderr(), st)
 		}
-		*model = list.Data[0].ID
-	}
-	body, _ := json.Marshal(map[string]any{"model": *model, "max_tokens": *maxTokens, "stream": true,
-		"messages": []map[string]string{{"role": "user", "content": strings.Join(fs.Args(), " ")}}})
-	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/chat/completions", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok || data == "[DONE]" {
-			continue
-		}
-		var chunk struct {
-			Choices []struct {
-				Delta struct{ Content string } `json:"delta"`
-			} `json:"choices"`
-			Error *struct{ Message string } `json:"error"`
-		}
-		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
-			return fmt.Errorf("bad chunk: %v", err)
-		}
-		if chunk.Error != nil {
-			return fmt.Errorf("server: %s", chunk.Error.Message)
-		}
-		for _, c := range chunk.Choices {
-			fmt.Fprint(stdout, c.Delta.Content)
-		}
-	}
-	fmt.Fprintln(stdout)
-	return sc.Err()
-}
-
-func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return c
 }

@@ -1,11 +1,15 @@
 // Command box is one binary for distributed llama.cpp serving. Reached
 // through a link named boxtop it runs the TUI.
+//
+// Each command is a cobra command whose RunE turns flags into a package's
+// options, calls the package, and returns an error; run maps that error to
+// the exit code: 0 ok, 1 a runtime failure, 2 a usage error (a bad flag or
+// argument, which cobra or the command reports as a usageError).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,36 +19,34 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/boxproj/box/buildinfo"
 	"github.com/boxproj/box/worker/compute"
 )
-
-const usage = `box: distributed llama.cpp serving that gives memory back
-
-Usage:
-  box serve  [--model FILE | --demo] [--listen ADDR] ...   OpenAI-compatible server
-  box worker [--listen ADDR] [--admin ADDR] ...            ggml RPC worker (protocol 3.6.0)
-  box chat [--url URL] MESSAGE                             ask a running server (streams the answer)
-  box model synth --preset tiny|1b -o FILE ...             write a synthetic GGUF model
-  box bench [--out FILE] ...                               llama-bench-style throughput
-  box leakcheck [--demo | --model FILE] [--rpc ...] ...    restart heads, check workers give memory back
-  box probe [--rpc host:port,...] [--admin URL,...] [--json] memory of every device of every node
-  box top (--nodes URL,... | --head URL) [--once]          live memory, connections, bindings (boxtop)
-  box version
-
-Run "box COMMAND --help" for a command's flags.
-`
-
-// version is set with -ldflags "-X main.version=..." by release builds.
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
-// errUsage marks errors already explained by a flag set.
-var errUsage = errors.New("usage")
+// usageError is a bad flag or argument: exit 2, with a pointer to --help.
+type usageError struct{ error }
 
+// cannotRun is exit 2 without the pointer: the command could not do its work
+// (leakcheck's "could not run").
+type cannotRun struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// run is box: args[0] picks boxtop or box, the rest is the command line.
 func run(args []string, stdout, stderr io.Writer) int {
+	name, rest := filepath.Base(args[0]), append([]string{}, args[1:]...)
+	if name != "boxtop" && len(rest) > 0 && rest[0] == "__compute" {
+		// A worker's compute process (one per connection); not for users,
+		// so it is no command: no help, no completion, no flag parsing.
+		return compute.Main(rest[1:], stdout, stderr)
+	}
 	// The first signal cancels ctx (graceful stop); stop() restores default
 	// handling so a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -54,79 +56,132 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 
-	name := filepath.Base(args[0])
-	rest := args[1:]
+	root := newRoot(stdout, stderr)
+	if name == "boxtop" {
+		root = newTop("boxtop")
+		root.SetOut(stdout)
+		root.SetErr(stderr)
+	}
+	root.Version = version
+	root.SetVersionTemplate(buildinfo.Read(version, commit).String())
+	root.SetArgs(rest)
+	root.SilenceErrors, root.SilenceUsage = true, true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetGlobalNormalizationFunc(normalize)
+	strictArgs(root)
+
 	if name != "boxtop" {
 		if len(rest) == 0 {
-			fmt.Fprint(stderr, usage)
+			root.SetOut(stderr)
+			root.Help()
 			return 2
 		}
-		name, rest = rest[0], rest[1:]
+		// An unknown command, at any level, is refused with suggestions
+		// (Find itself refuses one at the top). The shell's completion
+		// requests are cobra's own.
+		c, left, err := root.Find(rest)
+		if err == nil && c.HasSubCommands() && len(left) > 0 && !strings.HasPrefix(left[0], "-") {
+			err = fmt.Errorf("unknown command %q for %q", left[0], c.CommandPath())
+			if s := c.SuggestionsFor(left[0]); len(s) > 0 {
+				err = fmt.Errorf("%w\n\nDid you mean this?\n\t%s", err, strings.Join(s, "\n\t"))
+			}
+		}
+		if err != nil && !strings.HasPrefix(rest[0], "__complete") {
+			fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", c.CommandPath(), strings.TrimSpace(err.Error()), c.CommandPath())
+			return 2
+		}
 	}
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+	if errors.As(err, new(usageError)) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return 2
+	}
+	if errors.As(err, new(cannotRun)) {
+		return 2
+	}
+	return 1
+}
 
-	var err error
-	switch name {
-	case "__compute":
-		// A worker's compute process (one per connection); not for users.
-		return compute.Main(rest, stdout, stderr)
-	case "serve":
-		err = runServe(ctx, rest, stdout, stderr)
-	case "worker":
-		err = runWorker(ctx, rest, stdout, stderr)
-	case "chat":
-		err = runChat(ctx, rest, stdout, stderr)
-	case "model":
-		err = runModel(ctx, rest, stdout, stderr)
-	case "bench":
-		err = runBench(ctx, rest, stdout, stderr)
-	case "leakcheck":
-		err = runLeakcheck(ctx, rest, stdout, stderr)
-	case "probe":
-		err = runProbe(ctx, rest, stdout, stderr)
-	case "top", "boxtop":
-		err = runTop(ctx, rest, stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "box %s\n", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "box: unknown command %q\n\n%s", name, usage)
-		return 2
+// newRoot is box with its commands; the completion scripts go to stdout.
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:     "box",
+		Short:   "Distributed llama.cpp serving that gives memory back",
+		Long:    "box: distributed llama.cpp serving that gives memory back.\nOne binary: the head (serve), the workers (worker), a live view (top, also boxtop) and the tools around them.",
+		Example: "  box serve --demo\n  box worker --listen 0.0.0.0:50052 --max-memory 20GiB\n  box help serve",
 	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintf(stderr, "box %s: %v\n", name, err)
-		return 1
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newServe(), newWorker(), newChat(), newModel(), newBench(), newLeakcheck(), newProbe(), newTop("top"), newVersion())
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Example = "  box help serve\n  box help model synth"
+		case "completion":
+			c.Example = "  box completion bash > /etc/bash_completion.d/box\n  box completion zsh > \"${fpath[1]}/_box\"\n  box completion fish > ~/.config/fish/completions/box.fish"
+			for _, sh := range c.Commands() {
+				sh.Example = fmt.Sprintf("  source <(box completion %s)", sh.Name())
+			}
+		}
 	}
+	return root
+}
+
+// strictArgs makes every command's argument errors usage errors (exit 2).
+func strictArgs(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		strictArgs(sub)
+	}
+}
+
+// noArgs refuses positional arguments.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected argument %q", args[0])
+	}
+	return nil
+}
+
+// oldNames keeps earlier releases' flag names working as long flags (--o,
+// --v) next to the new ones (--output, --verbose).
+var oldNames = map[string]string{"o": "output", "v": "verbose"}
+
+func normalize(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	if n, ok := oldNames[name]; ok {
+		name = n
+	}
+	return pflag.NormalizedName(name)
 }
 
 // newLogger writes text logs to w at the named level.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// parseFlags parses fs and turns flag errors into errUsage (the flag package
-// has already printed them).
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
 		}
-		return errUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		return errUsage
-	}
-	return nil
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,7 +86,7 @@ func TestBadFlagsExit2(t *testing.T) {
 
 func TestWorkerSIGTERMFreesEverythingAndExitsZero(t *testing.T) {
 	addr := "127.0.0.1:" + freePort(t)
-	cmd := box("worker", "--listen", addr, "--admin", "", "--threads", "1")
+	cmd := box("worker", "--listen", addr, "--admin", "", "--threads", "1", "--max-memory", "1GiB", "--max-memory-per-conn", "64MB")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -132,6 +133,10 @@ func TestWorkerSIGTERMFreesEverythingAndExitsZero(t *testing.T) {
 	<-logDone
 	if !strings.Contains(log.String(), "bytes_freed=8388608") {
 		t.Fatalf("log does not report the bytes freed:\n%s", log.String())
+	}
+	// The effective quotas, in one line at start.
+	if !regexp.MustCompile(`msg=quotas max_memory="CPU 1.0 GiB" max_memory_per_conn="61.0 MiB" max_host_memory=.* max_compute_time=1m0s grace=10s`).MatchString(log.String()) {
+		t.Fatalf("log does not report the quotas:\n%s", log.String())
 	}
 	if _, err := c.DeviceCount(context.Background()); err == nil {
 		t.Fatal("connection still open after the worker stopped")

@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/gguf"
@@ -22,136 +17,96 @@ import (
 	"github.com/boxproj/box/synth"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("box serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newServe() *cobra.Command {
 	var (
-		model    = fs.String("model", "", "GGUF model file to serve")
-		demo     = fs.Bool("demo", false, "serve the built-in tiny synthetic model (written to --cache-dir on first use)")
-		cacheDir = fs.String("cache-dir", defaultCacheDir(), "where --demo keeps its model")
-		listen   = fs.String("listen", "127.0.0.1:8080", "HTTP address")
-		id       = fs.String("model-id", "", "model name clients use (default: file name without .gguf)")
-		parallel = fs.Int("parallel", 1, "requests generated at once (one context each)")
-		queue    = fs.Int("queue", 0, "requests that may wait for a slot before 429 (default 4 x parallel)")
-		nctx     = fs.Int("ctx-size", 0, "context tokens per slot (default min(2048, model's))")
-		batch    = fs.Int("batch", 512, "prompt tokens per decode call")
-		threads  = fs.Int("threads", 0, "CPU threads (default: all)")
-		grace    = fs.Duration("grace", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
-		noMmap   = fs.Bool("no-mmap", false, "read the model instead of mapping it")
-		logLevel = fs.String("log-level", "info", "debug, info, warn or error")
-		rpcList  = fs.String("rpc", "", "workers to spread the model over: host:port[@adminhost:port],... (admin API defaults to port+1)")
-		split    = fs.String("tensor-split", "", "shares per worker, then the local CPU unless --no-local, e.g. 1,3 (default: by free memory)")
-		noLocal  = fs.Bool("no-local", false, "put every layer on the workers (the head keeps only the input embeddings)")
-		reconn   = fs.Bool("reconnect", false, "when a lost worker answers again, reload the model")
-		hb       = fs.Duration("heartbeat", 5*time.Second, "check workers' liveness this often; one silent this long is failed")
-		rpcTO    = fs.Duration("rpc-timeout", 0, "one fixed deadline for every worker command (default: derived from the work)")
+		cfg                                    = serve.Config{Probe: func(ctx context.Context) any { return probe.Local(ctx) }}
+		cacheDir, listen, logLevel, rpc, split string
+		demo                                   bool
 	)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "serve (--model FILE | --demo) [flags]",
+		Short: "Serve a GGUF model over an OpenAI-compatible HTTP API, alone or over workers",
+		Long: "Serves a GGUF model with the embedded llama.cpp: POST /v1/chat/completions, /v1/completions, GET /v1/models,\n" +
+			"/health, /metrics and /v1/cluster. --rpc spreads the layers over box workers (or llama.cpp rpc-servers),\n" +
+			"loading all-or-nothing.",
+		Example: "  box serve --demo\n  box serve --model model.gguf --listen 0.0.0.0:8080 --parallel 4\n" +
+			"  box serve --model model.gguf --rpc 10.0.0.5:50052,10.0.0.6:50052 --tensor-split 1,3 --no-local --reconnect",
+		Args: noArgs,
 	}
-	switch {
-	case *model == "" && !*demo:
-		fmt.Fprintln(stderr, "box serve: give --model FILE or --demo")
-		return errUsage
-	case *model != "" && *demo:
-		fmt.Fprintln(stderr, "box serve: --model and --demo exclude each other")
-		return errUsage
-	case *parallel < 1 || *parallel > 64:
-		fmt.Fprintln(stderr, "box serve: --parallel must be between 1 and 64")
-		return errUsage
-	case *queue < 0 || *nctx < 0 || *batch < 1 || *threads < 0:
-		fmt.Fprintln(stderr, "box serve: --queue, --ctx-size and --threads must not be negative, --batch must be positive")
-		return errUsage
-	}
-	var workers []cluster.Endpoint
-	var shares []float64
-	if *rpcList != "" {
+	f := c.Flags()
+	f.StringVar(&cfg.ModelPath, "model", "", "GGUF model `FILE` to serve")
+	f.BoolVar(&demo, "demo", false, "serve the built-in tiny synthetic model (written to --cache-dir on first use)")
+	f.StringVar(&cacheDir, "cache-dir", synth.DefaultCacheDir(), "where --demo keeps its model")
+	f.StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP address")
+	f.StringVar(&cfg.ModelID, "model-id", "", "model name clients use (default: file name without .gguf)")
+	f.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once (one context each)")
+	f.IntVar(&cfg.Queue, "queue", 0, "requests that may wait for a slot before 429 (default 4 x parallel)")
+	f.IntVar(&cfg.CtxSize, "ctx-size", 0, "context tokens per slot (default min(2048, model's))")
+	f.IntVar(&cfg.Batch, "batch", 512, "prompt tokens per decode call")
+	f.IntVar(&cfg.Threads, "threads", 0, "CPU threads (default: all)")
+	f.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
+	f.BoolVar(&cfg.Model.NoMmap, "no-mmap", false, "read the model instead of mapping it")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&rpc, "rpc", "", "workers to spread the model over: host:port[@adminhost:port],... (admin API defaults to port+1)")
+	f.StringVar(&split, "tensor-split", "", "shares per worker, then the local CPU unless --no-local, e.g. 1,3 (default: by free memory)")
+	f.BoolVar(&cfg.NoLocal, "no-local", false, "put every layer on the workers (the head keeps only the input embeddings)")
+	f.BoolVar(&cfg.Reconnect, "reconnect", false, "when a lost worker answers again, reload the model")
+	f.DurationVar(&cfg.Heartbeat, "heartbeat", 5*time.Second, "check workers' liveness this often; one silent this long is failed")
+	f.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 0, "one fixed deadline for every worker command (default: derived from the work)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		switch {
+		case cfg.ModelPath == "" && !demo:
+			return usagef("give --model FILE or --demo")
+		case cfg.ModelPath != "" && demo:
+			return usagef("--model and --demo exclude each other")
+		case cfg.Parallel < 1 || cfg.Parallel > 64:
+			return usagef("--parallel must be between 1 and 64")
+		case cfg.Queue < 0 || cfg.CtxSize < 0 || cfg.Batch < 1 || cfg.Threads < 0:
+			return usagef("--queue, --ctx-size and --threads must not be negative, --batch must be positive")
+		case cfg.Heartbeat <= 0 || cfg.RPCTimeout < 0:
+			return usagef("--heartbeat must be positive, --rpc-timeout not negative")
+		case rpc == "" && (split != "" || cfg.NoLocal || cfg.Reconnect || cfg.RPCTimeout != 0):
+			return usagef("--tensor-split, --no-local, --reconnect and --rpc-timeout need --rpc")
+		}
 		var err error
-		if workers, err = cluster.ParseEndpoints(*rpcList); err != nil {
-			fmt.Fprintln(stderr, "box serve:", err)
-			return errUsage
-		}
-	} else if *split != "" || *noLocal || *reconn || *rpcTO != 0 {
-		fmt.Fprintln(stderr, "box serve: --tensor-split, --no-local, --reconnect and --rpc-timeout need --rpc")
-		return errUsage
-	}
-	if *split != "" {
-		for _, f := range strings.Split(*split, ",") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-			if err != nil || v < 0 {
-				fmt.Fprintf(stderr, "box serve: --tensor-split %q: want non-negative numbers like 1,3\n", *split)
-				return errUsage
+		if rpc != "" {
+			if cfg.Workers, err = cluster.ParseEndpoints(rpc); err != nil {
+				return usageError{err}
 			}
-			shares = append(shares, v)
 		}
-	}
-	if *hb <= 0 || *rpcTO < 0 {
-		fmt.Fprintln(stderr, "box serve: --heartbeat must be positive, --rpc-timeout not negative")
-		return errUsage
-	}
-	log, err := newLogger(stderr, *logLevel)
-	if err != nil {
-		fmt.Fprintln(stderr, "box serve:", err)
-		return errUsage
-	}
-	llama.Init(log)
-
-	path := *model
-	if *demo {
-		// The tiny preset with a vocabulary of word pieces, so the (random)
-		// answers read as gibberish words rather than stray bytes.
-		cfg, _ := synth.Preset("tiny")
-		cfg.Vocab, cfg.Name = 4096, "synth-demo"
-		path, err = synth.EnsureCached(ctx, *cacheDir, cfg)
+		for _, s := range splitList(split) {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || v < 0 {
+				return usagef("--tensor-split %q: want non-negative numbers like 1,3", split)
+			}
+			cfg.Split = append(cfg.Split, v)
+		}
+		log, err := newLogger(c.ErrOrStderr(), logLevel)
 		if err != nil {
-			return fmt.Errorf("demo model: %w", err)
+			return err
 		}
-		if *id == "" {
-			*id = "box-demo"
+		llama.Init(log)
+		if demo {
+			// The tiny preset with a vocabulary of word pieces, so the (random)
+			// answers read as gibberish words rather than stray bytes.
+			demo, _ := synth.Preset("tiny")
+			demo.Vocab, demo.Name = 4096, "synth-demo"
+			if cfg.ModelPath, err = synth.EnsureCached(c.Context(), cacheDir, demo); err != nil {
+				return fmt.Errorf("demo model: %w", err)
+			}
+			if cfg.ModelID == "" {
+				cfg.ModelID = "box-demo"
+			}
 		}
-	}
-	// A bad file is refused here, in one line, before anything starts.
-	if err := checkModel(path); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := serve.New(serve.Config{
-		ModelPath: path, ModelID: *id, Parallel: *parallel, Queue: *queue, CtxSize: *nctx,
-		Batch: *batch, Threads: *threads, Grace: *grace, Model: llama.ModelParams{NoMmap: *noMmap},
-		Workers: workers, Split: shares, NoLocal: *noLocal, Reconnect: *reconn, Heartbeat: *hb, RPCTimeout: *rpcTO,
-		Probe: func(ctx context.Context) any { return probe.Local(ctx) },
-	}, log)
-	err = srv.Run(ctx, ln)
-	return err
-}
-
-// checkModel validates a GGUF file's structure (header, metadata, tensor
-// descriptions, data bounds) without loading it.
-func checkModel(path string) error {
-	_, err := gguf.Inspect(path)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("model %s: no such file", path)
-	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("model %s: permission denied", path)
-	default:
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+		// A bad file is refused here, in one line, before anything starts.
+		if err := gguf.Check(cfg.ModelPath); err != nil {
+			return err
 		}
-		return fmt.Errorf("model %s: %v", path, err)
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		return serve.New(cfg, log).Run(c.Context(), ln)
 	}
-}
-
-// defaultCacheDir is $XDG_CACHE_HOME/box (or ~/.cache/box).
-func defaultCacheDir() string {
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "box")
-	}
-	return filepath.Join(os.TempDir(), "box-cache")
+	return c
 }

@@ -2,130 +2,108 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/spf13/cobra"
 
 	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/tui"
 )
 
-// runTop is boxtop (also `box top`): a live view of workers' memory,
-// connections and bindings, or one frame with --once.
-func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("boxtop", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newTop is boxtop, also `box top` (use is "top" or "boxtop"): a live view of
+// workers' memory, connections and bindings, or one frame with --once.
+func newTop(use string) *cobra.Command {
 	var (
-		nodes    = fs.String("nodes", "", "worker admin URLs, comma-separated; name=URL names a node")
-		head     = fs.String("head", "", "a head's URL: watch the workers its /v1/cluster lists, through their admin URLs")
-		interval = fs.Duration("interval", time.Second, "time between polls")
-		timeout  = fs.Duration("timeout", 2*time.Second, "how long each request may take (a dead node delays a poll by at most this)")
-		once     = fs.Bool("once", false, "print one frame to stdout and exit (1 when a node is down)")
-		width    = fs.Int("width", 80, "columns of the --once frame")
-		nvmlMode = fs.String("nvml", "auto", "alert on GPU memory of processes that are not box, from this host's NVML: auto (when a node is on this host), on, off")
-		banner   = fs.String("banner", "", "lines to show under the header (newline-separated; the demo shows its URL and a curl line)")
+		nodes, head, nvmlMode, banner string
+		interval, timeout             time.Duration
+		once                          bool
+		width                         int
 	)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: boxtop (--nodes URL,... | --head URL) [--interval 1s] [--once [--width 80]]\n\n"+
-			"Keys: ↑↓/jk move, tab pane, enter buffers, esc back, / filter, s sort, c close conn, ? help, q quit.")
-		fs.PrintDefaults()
+	c := &cobra.Command{
+		Use:   use + " (--nodes URL,... | --head URL) [flags]",
+		Short: "Watch workers' memory, connections and buffers live (boxtop)",
+		Long: "A live terminal view of every node's memory, the connections and the buffers bound to them, alerts\n" +
+			"and events; with --head also what the head serves. --once prints one frame (exit 1 when a node is down).\n\n" +
+			"Keys: ↑↓/jk move, tab pane, enter buffers, esc back, / filter, s sort, S reverse, e alerts only,\n" +
+			"c close conn, r refresh, ? help, q quit.",
+		Example: "  boxtop --head http://127.0.0.1:8080\n  box top --nodes w1=127.0.0.1:50053,w2=10.0.0.6:50053\n" +
+			"  boxtop --nodes 127.0.0.1:50053 --once --width 100",
+		Args: noArgs,
 	}
-	if err := parseFlags(fs, args); err != nil {
+	f := c.Flags()
+	f.StringVar(&nodes, "nodes", "", "worker admin URLs, comma-separated; name=URL names a node")
+	f.StringVar(&head, "head", "", "a head's URL: watch the workers its /v1/cluster lists, through their admin URLs")
+	f.DurationVar(&interval, "interval", time.Second, "time between polls")
+	f.DurationVar(&timeout, "timeout", 2*time.Second, "how long each request may take (a dead node delays a poll by at most this)")
+	f.BoolVar(&once, "once", false, "print one frame to stdout and exit (1 when a node is down)")
+	f.IntVar(&width, "width", 80, "columns of the --once frame")
+	f.StringVar(&nvmlMode, "nvml", "auto", "alert on GPU memory of processes that are not box, from this host's NVML: auto (when a node is on this host), on, off")
+	f.StringVar(&banner, "banner", "", "lines to show under the header (newline-separated; the demo shows its URL and a curl line)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		targets, err := tui.ParseTargets(nodes)
+		switch {
+		case err != nil:
+			return usagef("--nodes: %v", err)
+		case len(targets) == 0 && head == "":
+			return usagef("give --nodes URL,... (worker admin APIs) or --head URL")
+		case len(targets) > 0 && head != "":
+			return usagef("give --nodes or --head, not both")
+		case interval <= 0 || timeout <= 0:
+			return usagef("--interval and --timeout must be positive")
+		case width < 40:
+			return usagef("--width must be at least 40")
+		}
+		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout}
+		local := probe.IsLocalURL(head)
+		for _, t := range targets {
+			local = local || probe.IsLocalURL(t.URL)
+		}
+		switch nvmlMode {
+		case "on", "auto":
+			if nvmlMode == "on" || local {
+				cfg.NVML = func() *probe.NVML { nv := probe.NVMLInfo(nil); return &nv }
+			}
+		case "off":
+		default:
+			return usagef("--nvml: want auto, on or off")
+		}
+		p := tui.NewPoller(cfg)
+		if once {
+			return topOnce(c.Context(), p, timeout, width, c)
+		}
+		opt := tui.Options{Interval: interval}
+		if banner != "" {
+			opt.Banner = strings.Split(strings.TrimRight(banner, "\n"), "\n")
+		}
+		prog := tea.NewProgram(tui.New(p, opt), tea.WithAltScreen(), tea.WithContext(c.Context()), tea.WithOutput(c.OutOrStdout()))
+		if _, err = prog.Run(); err != nil && c.Context().Err() != nil {
+			return nil // interrupted: a normal way out
+		}
 		return err
 	}
-	bad := func(format string, a ...any) error {
-		fmt.Fprintf(stderr, "boxtop: "+format+"\n", a...)
-		return errUsage
-	}
-	targets, err := tui.ParseTargets(*nodes)
-	if err != nil {
-		return bad("--nodes: %v", err)
-	}
-	switch {
-	case len(targets) == 0 && *head == "":
-		return bad("give --nodes URL,... (worker admin APIs) or --head URL")
-	case len(targets) > 0 && *head != "":
-		return bad("give --nodes or --head, not both")
-	case *interval <= 0 || *timeout <= 0:
-		return bad("--interval and --timeout must be positive")
-	case *width < 40:
-		return bad("--width must be at least 40")
-	}
-	cfg := tui.Config{Nodes: targets, Head: *head, Timeout: *timeout}
-	switch *nvmlMode {
-	case "on":
-		cfg.NVML = localNVML
-	case "off":
-	case "auto":
-		local := isLocal(*head)
-		for _, t := range targets {
-			local = local || isLocal(t.URL)
-		}
-		if local {
-			cfg.NVML = localNVML
-		}
-	default:
-		return bad("--nvml: want auto, on or off")
-	}
-	p := tui.NewPoller(cfg)
-	if *once {
-		pctx, cancel := context.WithTimeout(ctx, *timeout+5*time.Second)
-		defer cancel()
-		snap := p.Poll(pctx)
-		fmt.Fprint(stdout, tui.Render(snap, *width, tui.Options{}))
-		var down int
-		for _, n := range snap.Nodes {
-			if n.State == tui.StateDown {
-				down++
-			}
-		}
-		if snap.HeadError != "" {
-			return fmt.Errorf("%s", snap.HeadError)
-		}
-		if down > 0 {
-			return fmt.Errorf("%d of %d nodes down", down, len(snap.Nodes))
-		}
-		return nil
-	}
-	opt := tui.Options{Interval: *interval}
-	if *banner != "" {
-		opt.Banner = strings.Split(strings.TrimRight(*banner, "\n"), "\n")
-	}
-	m := tui.New(p, opt)
-	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(stdout))
-	_, err = prog.Run()
-	if err != nil && ctx.Err() != nil {
-		return nil // interrupted: a normal way out
-	}
-	return err
+	return c
 }
 
-func localNVML() *probe.NVML {
-	nv := probe.NVMLInfo(nil)
-	return &nv
-}
-
-// isLocal reports whether a URL's host is this machine's loopback.
-func isLocal(u string) bool {
-	if u == "" {
-		return false
+// topOnce prints one frame; an error when a node is down or the head fails.
+func topOnce(ctx context.Context, p *tui.Poller, timeout time.Duration, width int, c *cobra.Command) error {
+	pctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
+	snap := p.Poll(pctx)
+	fmt.Fprint(c.OutOrStdout(), tui.Render(snap, width, tui.Options{}))
+	var down int
+	for _, n := range snap.Nodes {
+		if n.State == tui.StateDown {
+			down++
+		}
 	}
-	h := u
-	if _, rest, ok := strings.Cut(h, "://"); ok {
-		h = rest
+	if snap.HeadError != "" {
+		return fmt.Errorf("%s", snap.HeadError)
 	}
-	h, _, _ = strings.Cut(h, "/")
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
+	if down > 0 {
+		return fmt.Errorf("%d of %d nodes down", down, len(snap.Nodes))
 	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(h, "[]"))
-	return ip != nil && ip.IsLoopback()
+	return nil
 }

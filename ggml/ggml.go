@@ -178,8 +178,11 @@ type Device struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
 	Type        string `json:"type"`
-	Free        uint64 `json:"memory_free"`
-	Total       uint64 `json:"memory_total"`
+	// Backend is the ggml backend (registry) the device belongs to: CPU,
+	// Vulkan, CUDA, ...
+	Backend string `json:"backend"`
+	Free    uint64 `json:"memory_free"`
+	Total   uint64 `json:"memory_total"`
 
 	dev C.ggml_backend_dev_t
 }
@@ -207,8 +210,12 @@ func describe(i int, d C.ggml_backend_dev_t) Device {
 	case C.GGML_BACKEND_DEVICE_TYPE_IGPU:
 		typ = "igpu"
 	}
+	backend := ""
+	if reg := C.ggml_backend_dev_backend_reg(d); reg != nil {
+		backend = C.GoString(C.ggml_backend_reg_name(reg))
+	}
 	return Device{Index: i, Name: C.GoString(C.ggml_backend_dev_name(d)), Description: C.GoString(C.ggml_backend_dev_description(d)),
-		Type: typ, Free: uint64(free), Total: uint64(total), dev: d}
+		Type: typ, Backend: backend, Free: uint64(free), Total: uint64(total), dev: d}
 }
 
 // Alignment and MaxSize describe the device's default buffer type; they

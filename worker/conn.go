@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxproj/box/rpc"
+	"github.com/boxproj/box/worker/cache"
 	"github.com/boxproj/box/worker/ctl"
 )
 
@@ -360,6 +361,7 @@ func (c *conn) start(prefix []byte) (*proc, error) {
 	}
 	p := &proc{cmd: cmd, pid: cmd.Process.Pid, page: page, ctl: ctl.NewConn(cc), started: time.Now(), stderr: stderrR}
 	ini := ctl.Init{Conn: c.id, Peer: c.peer, Devices: c.w.devs, Threads: cfg.Threads, CacheDir: cfg.CacheDir,
+		CacheTenant: cache.Tenant(c.peerHost, cfg.CacheShared),
 		IdleTimeout: cfg.IdleTimeout, MessageTimeout: cfg.MessageTimeout, MinRate: cfg.MessageMinRate,
 		Keepalive: c.w.socketKeepalive(), MaxGraphBytes: cfg.MaxGraphBytes, Prefix: prefix}
 	c.mu.Lock()
@@ -450,6 +452,13 @@ func (c *conn) control(p *proc) {
 				w.unreserve(c, w.costOf(ctl.Msg{Dev: b.dev, Size: b.size, Buffer: true}))
 				w.met.frees.WithLabelValues(w.devs[b.dev].Name).Inc()
 				w.freedTotal.Add(b.size)
+			}
+		case ctl.OpCacheRoom:
+			ok := w.cache != nil && w.cache.Room(fmt.Sprintf("%d-%d", c.id, m.Seq), m.Size)
+			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: ok})
+		case ctl.OpCacheDone:
+			if w.cache != nil {
+				w.cache.Done(fmt.Sprintf("%d-%d", c.id, m.Seq))
 			}
 		case ctl.OpAllocFail:
 			w.met.allocFailures.WithLabelValues(dev).Inc()

@@ -411,7 +411,11 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 	}
 	c.DeviceCount(ctx)
 	hash := rpc.FNV1a64(data)
-	file := filepath.Join(dir, fmt.Sprintf("%016x", hash))
+	files, _ := filepath.Glob(filepath.Join(dir, "t-*", fmt.Sprintf("%016x.*", hash)))
+	if len(files) != 1 {
+		t.Fatalf("cache entries for the upload: %v", files)
+	}
+	file := files[0]
 	if hash != 0x86fa320a4d504445 {
 		t.Fatalf("hash %x, want the protocol's test vector", hash)
 	}
@@ -442,7 +446,7 @@ func TestCorruptCacheFileIsNeverServed(t *testing.T) {
 	if ok, _ := c.SetTensorHash(ctx, tt, 0, hash); ok {
 		t.Fatal("corrupt cache file served")
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents, _ := os.ReadDir(filepath.Dir(file)); len(ents) != 0 {
 		t.Fatalf("cache dir holds %d entries", len(ents))
 	}
 }

@@ -42,8 +42,13 @@ type Config struct {
 	// Devices names the ggml devices to expose, in order; empty means all.
 	Devices []string
 	Threads int
-	// CacheDir enables SET_TENSOR_HASH: large uploads are kept there.
-	CacheDir string
+	// CacheDir enables SET_TENSOR_HASH: large uploads are kept there, at
+	// most CacheMaxSize bytes (0: 20% of its filesystem), least recently
+	// used first out. Each client network address has its own entries
+	// unless CacheShared.
+	CacheDir     string
+	CacheMaxSize uint64
+	CacheShared  bool
 	// MaxMemory bounds the bytes bound per device (0 = the device's size);
 	// MaxMemoryPerConn bounds what one connection holds: its buffers, their
 	// overhead, and messages and graphs in memory (0 = none).
@@ -149,6 +154,7 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	devs    []ctl.Device
+	cache   *cache.Index // nil without --cache
 	met     *metrics
 	events  *eventLog
 	started time.Time
@@ -194,13 +200,14 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	if len(pick) == 0 {
 		return nil, errors.New("no ggml devices")
 	}
+	var ix *cache.Index
 	if cfg.CacheDir != "" {
-		if err := cache.Prepare(cfg.CacheDir); err != nil {
+		if ix, err = cache.Prepare(cfg.CacheDir, cfg.CacheMaxSize, log); err != nil {
 			return nil, err
 		}
 	}
 	w := &Worker{cfg: cfg, log: log, devs: pick, started: time.Now(), conns: map[uint64]*conn{}, peers: map[string]int{},
-		events: newEventLog(1024), devBytes: make([]uint64, len(pick))}
+		events: newEventLog(1024), devBytes: make([]uint64, len(pick)), cache: ix}
 	w.met = newMetrics(w)
 	return w, nil
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/worker/cache"
 	"github.com/boxproj/box/worker/ctl"
 )
 
@@ -116,7 +117,7 @@ func Serve(stderr io.Writer) (code int) {
 	}
 	c := newConn(ini, sup, page, nc)
 	if ini.CacheDir != "" {
-		c.cache = cacheWithLog(ini.CacheDir, log)
+		c.cache = cache.Open(ini.CacheDir, ini.CacheTenant, sup.cacheRoom, log)
 	}
 
 	// SIGTERM is the supervisor draining: end at the next command boundary.
@@ -166,6 +167,15 @@ func (s *supervisor) read() {
 }
 
 func (s *supervisor) tell(m ctl.Msg) error { return s.c.Send(m) }
+
+// cacheRoom asks for room for a cache entry of n bytes.
+func (s *supervisor) cacheRoom(n uint64) (func(), bool) {
+	r, err := s.ask(ctl.Msg{Op: ctl.OpCacheRoom, Size: n})
+	if err != nil || !r.OK {
+		return nil, false
+	}
+	return func() { s.tell(ctl.Msg{Op: ctl.OpCacheDone, Seq: r.Seq}) }, true
+}
 
 // errSupervisor means the supervisor did not answer.
 var errSupervisor = errors.New("supervisor did not answer")

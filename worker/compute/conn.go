@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"sync/atomic"
 	"time"
@@ -77,8 +76,6 @@ func newConn(ini ctl.Init, sup *supervisor, page *ctl.Page, nc net.Conn) *conn {
 	c.nextVA = 1 << 40
 	return c
 }
-
-func cacheWithLog(dir string, log *slog.Logger) *cache.Cache { return cache.Open(dir, log) }
 
 // backend opens device d on first use: a process opens only the devices
 // its client uses (a GPU context costs time and memory).

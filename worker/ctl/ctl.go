@@ -78,6 +78,7 @@ type Init struct {
 	Devices     []Device      `json:"devices"` // wire device index = position
 	Threads     int           `json:"threads"`
 	CacheDir    string        `json:"cache_dir,omitempty"`
+	CacheTenant string        `json:"cache_tenant,omitempty"` // this client's folder in the cache
 	IdleTimeout time.Duration `json:"idle_timeout"`
 	// A message must arrive whole within MessageTimeout plus its size at
 	// MinRate bytes a second, counted from its first byte.
@@ -101,7 +102,9 @@ const (
 	OpName      Op = "name"      // buffer Handle holds tensor Name (first one written)
 	OpFree      Op = "free"      // buffer Handle is freed; its bytes are given back
 	OpAllocFail Op = "alloc-fail"
-	OpEnd       Op = "end" // the connection is over; the process exits next
+	OpCacheRoom Op = "cache-room" // room for a cache entry of Size bytes (answered); Seq names it
+	OpCacheDone Op = "cache-done" // the entry Seq made room for is written, or failed
+	OpEnd       Op = "end"        // the connection is over; the process exits next
 )
 
 // Msg is a control message from the compute process to the supervisor.

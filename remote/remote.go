@@ -67,6 +67,8 @@ type Device struct {
 	Name   string // ggml device name: RPC[host:port]#N
 	handle cgo.Handle
 	align  uint64 // the checked GET_ALIGNMENT answer
+	// The last memory answer, given when the node is busy.
+	lastFree, lastTotal atomic.Uint64
 
 	// The last graph sent, and the node's graph generation then: an
 	// identical graph is recomputed (GRAPH_RECOMPUTE, 4 bytes) instead of
@@ -328,7 +330,14 @@ func (n *Node) Memory(ctx context.Context, dev uint32) (free, total uint64, err 
 		if free, total, err = c.GetDeviceMemory(cctx, dev); err != nil {
 			return err
 		}
-		return checkMemory(dev, free, total)
+		if err := checkMemory(dev, free, total); err != nil {
+			return err
+		}
+		if int(dev) < len(n.devices) {
+			n.devices[dev].lastFree.Store(free)
+			n.devices[dev].lastTotal.Store(total)
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, 0, n.Err()
@@ -340,7 +349,19 @@ func dev(h C.uintptr_t) *Device { return cgo.Handle(h).Value().(*Device) }
 
 //export boxRemoteMemory
 func boxRemoteMemory(h C.uintptr_t, free, total *C.size_t) {
+	// ggml asks for device memory from anywhere, a /metrics scrape
+	// included: when a command holds the node, the last answer is given
+	// instead of waiting behind it.
 	d := dev(h)
+	if d.Node.Err() != nil {
+		*free, *total = 0, 0
+		return
+	}
+	if !d.Node.mu.TryLock() {
+		*free, *total = C.size_t(d.lastFree.Load()), C.size_t(d.lastTotal.Load())
+		return
+	}
+	d.Node.mu.Unlock()
 	f, t, err := d.Node.Memory(context.Background(), d.Index)
 	if err != nil {
 		f, t = 0, 0

@@ -195,8 +195,8 @@ func TestSplitOverWorkersMatchesSingleNode(t *testing.T) {
 			head.done <- nil
 			t0 := time.Now()
 			for w1.BoundBytes() != 0 || w2.BoundBytes() != 0 {
-				if time.Since(t0) > time.Second {
-					t.Fatalf("1 s after the head stopped: %d and %d bytes bound", w1.BoundBytes(), w2.BoundBytes())
+				if time.Since(t0) > raceFactor*time.Second {
+					t.Fatalf("%v after the head stopped: %d and %d bytes bound", raceFactor*time.Second, w1.BoundBytes(), w2.BoundBytes())
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -354,7 +354,7 @@ func TestHeadDeathFreesWorkers(t *testing.T) {
 
 	head = startHead()
 	head.Process.Signal(syscall.SIGTERM)
-	t.Logf("head SIGTERM: workers freed in %v", waitFreed(time.Second))
+	t.Logf("head SIGTERM: workers freed in %v", waitFreed(raceFactor*time.Second))
 	if err := head.Wait(); err != nil {
 		t.Fatalf("head exit after SIGTERM: %v", err)
 	}

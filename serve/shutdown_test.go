@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -27,6 +28,15 @@ func TestShutdownInterruptsStalledWorker(t *testing.T) {
 	defer resp.Body.Close()
 	l.stall.Store(true)
 	time.Sleep(100 * time.Millisecond) // the generation is now waiting on the worker
+
+	// A scrape asks every device for its memory; it does not wait behind the
+	// stalled call (it would until the liveness probe, set to a minute here).
+	hc := &http.Client{Timeout: 10 * time.Second}
+	mresp, err := hc.Get(ts.url + "/metrics")
+	if err != nil {
+		t.Fatalf("/metrics while a worker call is stalled: %v", err)
+	}
+	mresp.Body.Close()
 
 	t0 := time.Now()
 	ts.stop()

@@ -14,8 +14,9 @@
 //	Report  {schema, time, nodes: [Node]}
 //	Node    {name, kind ("local" | "admin" | "rpc"), address, reachable,
 //	         status, error, version, protocol, connections, bound_bytes,
-//	         devices: [Device], conns: [Conn], host: Host, nvml: NVML}
-//	Device  {index, name, description, type, source ("ggml" | "admin" | "rpc"
+//	         devices: [Device], conns: [Conn], host: Host, nvml: NVML,
+//	         backends: [{path, backend, devices, skipped}]}
+//	Device  {index, name, description, type, backend, source ("ggml" | "admin" | "rpc"
 //	         | "nvml"), memory_total, memory_free, bound_bytes,
 //	         used_by_others, max_memory}
 //	Conn    {id, peer, state, since, last_activity, bytes, buffers}
@@ -85,6 +86,18 @@ type Node struct {
 	Conns       []Conn   `json:"conns,omitempty"`
 	Host        *Host    `json:"host,omitempty"`
 	NVML        *NVML    `json:"nvml,omitempty"`
+	// Backends are the ggml backend libraries this process found (local
+	// only): what each loaded, or why it was skipped. The CPU backend is
+	// built in and not listed.
+	Backends []BackendLib `json:"backends,omitempty"`
+}
+
+// BackendLib is one ggml backend library (lib/box/libggml-NAME.so).
+type BackendLib struct {
+	Path    string   `json:"path"`
+	Backend string   `json:"backend,omitempty"`
+	Devices []string `json:"devices,omitempty"`
+	Skipped string   `json:"skipped,omitempty"`
 }
 
 // Device sources.
@@ -101,6 +114,9 @@ type Device struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
 	Type        string `json:"type,omitempty"` // cpu, gpu, igpu, accel
+	// Backend is the ggml backend the device belongs to (CPU, Vulkan,
+	// CUDA); only for source "ggml".
+	Backend     string `json:"backend,omitempty"`
 	Source      string `json:"source"`
 	MemoryTotal uint64 `json:"memory_total"`
 	MemoryFree  uint64 `json:"memory_free"`
@@ -216,7 +232,10 @@ func LocalNode(ctx context.Context) Node {
 		}
 		used := sub(total, free)
 		n.Devices = append(n.Devices, Device{Index: d.Index, Name: d.Name, Description: d.Description, Type: d.Type,
-			Source: SourceGGML, MemoryTotal: total, MemoryFree: free, UsedByOthers: &used})
+			Backend: d.Backend, Source: SourceGGML, MemoryTotal: total, MemoryFree: free, UsedByOthers: &used})
+	}
+	for _, l := range ggml.Loaded() {
+		n.Backends = append(n.Backends, BackendLib{Path: l.Path, Backend: l.Backend, Devices: l.Devices, Skipped: l.Skipped})
 	}
 	nv := NVMLInfo(nil)
 	n.NVML = &nv

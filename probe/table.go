@@ -39,6 +39,9 @@ func Table(rep Report) string {
 			if d.Description != "" && d.Source == SourceNVML {
 				name += " " + d.Description
 			}
+			if d.Backend != "" && d.Backend != d.Name {
+				name += " (" + d.Backend + ")"
+			}
 			b, bok := d.Bound()
 			o, ook := d.Others()
 			rows = append(rows, []string{n.Name, name, HumanBytes(d.MemoryTotal), opt(b, bok), opt(o, ook),
@@ -70,6 +73,16 @@ func Table(rep Report) string {
 				fmt.Fprintf(&sb, "; cgroup %s limit %s, %s used", h.Cgroup.Path, HumanBytes(h.Cgroup.Limit), HumanBytes(h.Cgroup.Current))
 			}
 			sb.WriteString("\n")
+		}
+		for _, b := range n.Backends {
+			switch {
+			case b.Skipped != "":
+				fmt.Fprintf(&sb, "%s: backend library %s skipped: %s\n", n.Name, b.Path, b.Skipped)
+			case len(b.Devices) == 0:
+				fmt.Fprintf(&sb, "%s: backend %s from %s: no devices\n", n.Name, b.Backend, b.Path)
+			default:
+				fmt.Fprintf(&sb, "%s: backend %s from %s: %s\n", n.Name, b.Backend, b.Path, strings.Join(b.Devices, ", "))
+			}
 		}
 		if n.NVML != nil {
 			fmt.Fprintf(&sb, "%s: %s\n", n.Name, n.NVML.Status)

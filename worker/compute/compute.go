@@ -14,6 +14,7 @@
 package compute
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -66,9 +68,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return ExitSetup
 }
 
+// describe lists accelerators (GPUs) first, then the CPU: a head puts a
+// worker's layers on its first device, so a GPU worker serves from its GPU
+// by default.
 func describe(stdout, stderr io.Writer) int {
 	var out []ctl.Device
-	for _, d := range ggml.Devices() {
+	devs := ggml.Devices()
+	slices.SortStableFunc(devs, func(a, b ggml.Device) int {
+		return cmp.Compare(b2i(a.Type == "cpu"), b2i(b.Type == "cpu"))
+	})
+	for _, d := range devs {
 		out = append(out, ctl.Device{Name: d.Name, Description: d.Description, Type: d.Type,
 			Alignment: d.Alignment(), MaxSize: d.MaxSize(), MemoryFree: d.Free, MemoryTotal: d.Total})
 	}
@@ -77,6 +86,13 @@ func describe(stdout, stderr io.Writer) int {
 		return ExitSetup
 	}
 	return ExitOK
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Serve serves the connection on the inherited descriptors and reports its

@@ -140,7 +140,7 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 		}
 	}
 	var checks []indexCheck
-	for _, n := range nodes {
+	for pos, n := range nodes {
 		t := &req.Tensors[order[n]]
 		var srcs [10]*rpc.Tensor
 		for j := range srcs {
@@ -165,8 +165,11 @@ func (c *conn) buildGraph(cmd rpc.Cmd, d int, req *rpc.GraphComputeReq) (*stored
 				checks = append(checks, indexCheck{b: bindings[idx], offset: specs[idx].Offset, ne: it.NE, nb: it.NB,
 					wide: it.Type == typeI64, limit: limit})
 				// Indexes are checked before compute; a node that writes
-				// over them would change them after the check.
-				for _, m := range nodes {
+				// over them before this one runs would change them after
+				// the check. Nodes after it may reuse the memory: ggml-alloc
+				// hands an input's bytes to a later node once its last
+				// reader has run (it does so on GPU buffer types).
+				for _, m := range nodes[:pos] {
 					if produced[m] && bindings[m] == bindings[idx] &&
 						overlaps(specs[m].Offset, extents[m], specs[idx].Offset, extents[idx]) {
 						return nil, violation(cmd, "index", "node %q writes over the row indexes %q of node %q",

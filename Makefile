@@ -61,9 +61,30 @@ bench: build
 demo: build
 	./scripts/demo.sh
 
+# Run-time ggml backends: shared libraries in lib/box (beside bin/box) that
+# the binary loads at start; the CPU backend stays built in. CMake builds
+# them from the module's tree; build dirs are cached in ~/.cache/box/cmake.
+# What the host cannot build (no nvcc: no CUDA) is skipped, and said so.
+# See docs/gpu.md.
+backends: check-ollama
+	./scripts/backends.sh all
+vulkan: check-ollama
+	./scripts/backends.sh vulkan
+cuda: check-ollama
+	./scripts/backends.sh cuda
+cpu-variants: check-ollama
+	./scripts/backends.sh cpu-variants
+
+# The GPU path on a Vulkan device (Mesa's lavapipe on CI; see docs/gpu.md).
+# Needs make vulkan first, and fails without lib/box/libggml-vulkan.so.
+VK_TEST_TIMEOUT ?= 20m
+test-vulkan: build
+	@test -f lib/box/libggml-vulkan.so || { echo "test-vulkan: lib/box/libggml-vulkan.so is missing (make vulkan)"; exit 1; }
+	BOX_BACKENDS=$(CURDIR)/lib/box BOX_BIN=$(CURDIR)/bin/box $(GO) test -tags vulkan -count=1 -timeout $(VK_TEST_TIMEOUT) -v ./gputest/
+
 # Prints the flags, for running go commands by hand: eval $$(make -s env)
 env: check-ollama
 	@echo export CGO_ENABLED=1 CGO_CFLAGS=\"$(CGO_CFLAGS)\" CGO_CXXFLAGS=\"$(CGO_CXXFLAGS)\" CGO_CPPFLAGS=\"$(CGO_CPPFLAGS)\"
 
 clean:
-	rm -rf bin
+	rm -rf bin lib

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,21 +64,78 @@ func health(head string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// A stopped worker (SIGSTOP: its kernel still ACKs, so TCP keepalive sees
-// nothing) is declared failed within 10 s by the liveness probe: the stream
-// in flight ends with an error naming it, /health says degraded, a new
-// request gets 503 at once; after SIGCONT, --reconnect brings the head back
-// with the same greedy text.
+// descendants lists the processes below pid, from /proc.
+func descendants(pid int) []int {
+	parent := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 {
+			if pp, err := strconv.Atoi(f[1]); err == nil {
+				parent[pp] = append(parent[pp], p)
+			}
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range parent[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// startWorkerGroup runs a box worker in a process group of its own, so
+// that a signal reaches it and its compute processes alike.
+func startWorkerGroup(t *testing.T, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := box("worker", "--listen", addr, "--admin", "", "--threads", "1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	waitRPC(t, addr)
+	return cmd
+}
+
+// A stopped worker (SIGSTOP of its process group, as a frozen host: its
+// kernel still ACKs, so TCP keepalive sees nothing) is declared failed
+// within 10 s by the liveness probe: the stream in flight ends with an
+// error naming it, /health says degraded, a new request gets 503 at once;
+// after SIGCONT, --reconnect brings the head back with the same greedy text.
 func TestServeStoppedWorker(t *testing.T) {
 	var rpcs []string
 	var workers []*exec.Cmd
 	for i := 0; i < 2; i++ {
 		addr := "127.0.0.1:" + freePort(t)
 		rpcs = append(rpcs, addr)
-		workers = append(workers, startBox(t, "worker", "--listen", addr, "--admin", "", "--threads", "1"))
-		waitRPC(t, addr)
+		workers = append(workers, startWorkerGroup(t, addr))
 	}
 	victim, vaddr := workers[1], rpcs[1]
+	// The worker and its compute processes (each in a process group of its
+	// own), as a frozen host would stop them.
+	signal := func(sig syscall.Signal) {
+		for _, pid := range append(descendants(victim.Process.Pid), victim.Process.Pid) {
+			syscall.Kill(pid, sig)
+		}
+	}
 	head := "http://127.0.0.1:" + freePort(t)
 	startBox(t, "serve", "--demo", "--cache-dir", t.TempDir(), "--listen", strings.TrimPrefix(head, "http://"),
 		"--no-local", "--threads", "1", "--ctx-size", "2048", "--reconnect", "--rpc", strings.Join(rpcs, ","))
@@ -100,9 +159,8 @@ func TestServeStoppedWorker(t *testing.T) {
 			chunks++
 		}
 	}
-	victim.Process.Signal(syscall.SIGSTOP)
+	signal(syscall.SIGSTOP)
 	stopped := time.Now()
-	t.Cleanup(func() { victim.Process.Signal(syscall.SIGCONT) })
 
 	// The stream ends with an error naming the worker.
 	streamErr := make(chan string, 1)
@@ -160,7 +218,7 @@ func TestServeStoppedWorker(t *testing.T) {
 	}
 
 	// SIGCONT, and --reconnect recovers: ok, and the same greedy text.
-	victim.Process.Signal(syscall.SIGCONT)
+	signal(syscall.SIGCONT)
 	cont := time.Now()
 	for {
 		code, body := health(head)

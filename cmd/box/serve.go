@@ -53,6 +53,10 @@ func newServe() *cobra.Command {
 	f.BoolVar(&cfg.Reconnect, "reconnect", false, "when a lost worker answers again, reload the model")
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", 5*time.Second, "check workers' liveness this often; one silent this long is failed")
 	f.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 0, "one fixed deadline for every worker command (default: derived from the work)")
+	var apiKey, keyFile string
+	f.StringVar(&apiKey, "api-key", "", "require this `KEY` (Authorization: Bearer KEY) on every endpoint but /health and /metrics")
+	f.StringVar(&keyFile, "api-key-file", "", "`FILE` of API keys, one a line (# starts a comment)")
+	f.BoolVar(&cfg.AuthAll, "auth-all", false, "require the API key on /health and /metrics too")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		switch {
 		case cfg.ModelPath == "" && !demo:
@@ -69,6 +73,12 @@ func newServe() *cobra.Command {
 			return usagef("--tensor-split, --no-local, --reconnect and --rpc-timeout need --rpc")
 		}
 		var err error
+		if cfg.APIKeys, err = serve.APIKeys(apiKey, keyFile); err != nil {
+			return usageError{err}
+		}
+		if cfg.AuthAll && len(cfg.APIKeys) == 0 {
+			return usagef("--auth-all needs --api-key or --api-key-file")
+		}
 		if rpc != "" {
 			if cfg.Workers, err = cluster.ParseEndpoints(rpc); err != nil {
 				return usageError{err}

@@ -149,4 +149,3 @@ func equalBools(a, b []bool) bool {
 	}
 	return true
 }
-

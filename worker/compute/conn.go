@@ -62,11 +62,12 @@ type conn struct {
 	nextBuf       uint64
 	nextVA        uint64
 
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	scratch []byte
-	in      uint64 // payload bytes of the current command, for the page
-	out     uint64
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	scratch   []byte
+	allowance uint64 // transient host memory used within ctl.TransientAllowance
+	in        uint64 // payload bytes of the current command, for the page
+	out       uint64
 }
 
 func newConn(ini ctl.Init, sup *supervisor, page *ctl.Page, nc net.Conn) *conn {
@@ -167,10 +168,15 @@ type quotaError struct{ what, limit string }
 func (e *quotaError) Error() string { return e.what + " refused by " + e.limit }
 
 // hold reserves n bytes of host memory for what, or fails with a quota
-// error; release gives them back.
+// error; release gives them back. What fits in the process's allowance
+// (counted in its overhead) is not asked for.
 func (c *conn) hold(what string, n uint64) (release func(), err error) {
 	if n == 0 {
 		return func() {}, nil
+	}
+	if c.allowance+n <= ctl.TransientAllowance {
+		c.allowance += n
+		return func() { c.allowance -= n }, nil
 	}
 	r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Host: true, Size: n})
 	if err != nil {

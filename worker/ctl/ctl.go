@@ -52,11 +52,17 @@ const (
 // work buffers); a GRAPH_COMPUTE costs GraphCost times its payload while
 // it is read and decoded, and a stored graph StoredTensorCost per tensor
 // until it is replaced or the connection ends.
+//
+// TransientAllowance of a process's ProcessOverhead is room for messages
+// and graphs it uses without asking (a llama.cpp decode graph is 1-2 MB):
+// only what goes beyond it is asked for, so the hot path of a head's
+// decode never waits for the supervisor.
 const (
-	BufferOverhead   = 1 << 10
-	ProcessOverhead  = 8 << 20
-	GraphCost        = 3
-	StoredTensorCost = 512
+	BufferOverhead     = 1 << 10
+	ProcessOverhead    = 8 << 20
+	TransientAllowance = 4 << 20
+	GraphCost          = 3
+	StoredTensorCost   = 512
 )
 
 // Device describes one exposed ggml device, as the describe run of a

@@ -1,4 +1,4 @@
-//go:build vulkan
+//go:build vulkan || gpu
 
 package gputest
 
@@ -29,8 +29,28 @@ import (
 	"github.com/boxproj/box/worker/workertest"
 )
 
-// The device every test puts its work on.
-const dev = "Vulkan0"
+// The device every test puts its work on, and the library it comes from:
+// Vulkan0 (lavapipe on CI) unless BOX_GPU_DEVICE and BOX_GPU_LIB say
+// otherwise (scripts/gpu-check.sh: CUDA0, libggml-cuda.so).
+//
+// BOX_GPU_DRY_CPU=1 runs the device-generic tests on the CPU device, with
+// no library: scripts/gpu-check.sh's dry run on a host without a GPU.
+var (
+	dryCPU  = os.Getenv("BOX_GPU_DRY_CPU") == "1"
+	dev     = envOr("BOX_GPU_DEVICE", map[bool]string{false: "Vulkan0", true: "CPU"}[dryCPU])
+	devLib  = envOr("BOX_GPU_LIB", "libggml-vulkan.so")
+	devType = map[bool]string{false: "gpu", true: "cpu"}[dryCPU]
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// backendOf is the ggml backend of a device name: Vulkan0 → Vulkan.
+func backendOf(name string) string { return strings.TrimRight(name, "0123456789") }
 
 var (
 	boxBin string // bin/box, built by make
@@ -47,11 +67,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	dir := os.Getenv(ggml.EnvBackends)
-	if dir == "" {
+	if dir == "" && !dryCPU {
 		fail("BOX_BACKENDS is not set (run make test-vulkan)")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "libggml-vulkan.so")); err != nil {
-		fail("no Vulkan backend: %v (make vulkan)", err)
+	if _, err := os.Stat(filepath.Join(dir, devLib)); err != nil && !dryCPU {
+		fail("no %s backend: %v (make vulkan)", dev, err)
 	}
 	boxBin = os.Getenv("BOX_BIN")
 	if _, err := os.Stat(boxBin); err != nil {
@@ -59,7 +79,7 @@ func TestMain(m *testing.M) {
 	}
 	// Mesa's lavapipe is a CPU-type Vulkan device, which ggml skips unless
 	// it is named; a real GPU host sets its own (or none).
-	if _, ok := os.LookupEnv("GGML_VK_VISIBLE_DEVICES"); !ok {
+	if _, ok := os.LookupEnv("GGML_VK_VISIBLE_DEVICES"); !ok && strings.HasPrefix(dev, "Vulkan") {
 		os.Setenv("GGML_VK_VISIBLE_DEVICES", "0")
 	}
 	tmp, err := os.MkdirTemp("", "box-gputest-")
@@ -261,6 +281,9 @@ func (h *head) complete(t *testing.T) string {
 // (none: the CPU), as /v1/completions does.
 func local(t *testing.T, devs ...string) string {
 	t.Helper()
+	if len(devs) == 1 && devs[0] == "CPU" {
+		devs = nil // the CPU is where a model without devices stays
+	}
 	m, err := llama.LoadModel(context.Background(), model, llama.ModelParams{Devices: devs, GPULayers: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -298,14 +321,18 @@ func TestProbeListsVulkan0(t *testing.T) {
 			got = &rep.Nodes[0].Devices[i]
 		}
 	}
-	if got == nil || got.Backend != "Vulkan" || got.Type != "gpu" || got.MemoryTotal == 0 {
+	if got == nil || got.Backend != backendOf(dev) || got.Type != "gpu" || got.MemoryTotal == 0 {
 		t.Fatalf("devices %+v", rep.Nodes[0].Devices)
 	}
-	if len(rep.Nodes[0].Backends) == 0 || rep.Nodes[0].Backends[0].Backend != "Vulkan" {
+	loaded := false
+	for _, b := range rep.Nodes[0].Backends {
+		loaded = loaded || b.Backend == backendOf(dev)
+	}
+	if !loaded {
 		t.Fatalf("backends %+v", rep.Nodes[0].Backends)
 	}
 	text, err := box("probe").Output()
-	if err != nil || !bytes.Contains(text, []byte(dev+" (Vulkan)")) {
+	if err != nil || !bytes.Contains(text, []byte(dev+" ("+backendOf(dev)+")")) {
 		t.Fatalf("box probe: %v\n%s", err, text)
 	}
 	t.Logf("%s", text)
@@ -320,7 +347,7 @@ func TestWorkerOnVulkanMatchesSingleNode(t *testing.T) {
 	t.Logf("single node on %s: %q (CPU: %q)", dev, want, cpu)
 	w := startWorker(t)
 	n := w.node(t)
-	if len(n.Devices) != 1 || n.Devices[0].Name != dev || n.Devices[0].Type != "gpu" {
+	if len(n.Devices) != 1 || n.Devices[0].Name != dev || n.Devices[0].Type != devType {
 		t.Fatalf("worker devices %+v", n.Devices)
 	}
 	h := startHead(t, w.rpc())

@@ -54,6 +54,15 @@ var presets = map[string]Config{
 	"1b":   {Layers: 16, Embd: 2048, Heads: 32, KVHeads: 4, FF: 5632, Ctx: 2048, Vocab: 32000, Type: TypeQ8_0, Seed: 1, Name: "synth-1b"},
 }
 
+// Demo is the built-in demo model (box serve --demo): the tiny preset with a
+// vocabulary of 4096 word pieces, so that its (random) answers read as
+// gibberish words rather than stray bytes.
+func Demo() Config {
+	c := presets["tiny"]
+	c.Vocab, c.Name = 4096, "synth-demo"
+	return c
+}
+
 // Presets lists the preset names, sorted.
 func Presets() []string {
 	names := make([]string, 0, len(presets))

@@ -72,8 +72,7 @@ func newLeakcheck() *cobra.Command {
 			o.Log = c.ErrOrStderr()
 		}
 		rep, err := leakcheck.Run(c.Context(), o)
-		var se *leakcheck.SetupError
-		if errors.As(err, &se) {
+		if errors.As(err, new(*leakcheck.SetupError)) {
 			return cannotRun{fmt.Errorf("could not run: %w", err)}
 		} else if err != nil {
 			return err

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,10 @@ import (
 	"github.com/boxproj/box/worker/compute"
 )
 
+// version and commit are set by make build: -ldflags "-X main.version=$(git
+// describe --always --dirty) -X main.commit=$(git rev-parse HEAD)".
+var version, commit = "dev", ""
+
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
@@ -33,8 +38,7 @@ func main() {
 // usageError is a bad flag or argument: exit 2, with a pointer to --help.
 type usageError struct{ error }
 
-// cannotRun is exit 2 without the pointer: the command could not do its work
-// (leakcheck's "could not run").
+// cannotRun is exit 2 without the pointer: leakcheck's "could not run".
 type cannotRun struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
@@ -68,32 +72,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SilenceErrors, root.SilenceUsage = true, true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetGlobalNormalizationFunc(normalize)
-	strictArgs(root)
 
-	if name != "boxtop" {
-		if len(rest) == 0 {
-			root.SetOut(stderr)
-			root.Help()
-			return 2
-		}
+	if name != "boxtop" && len(rest) == 0 {
+		root.SetOut(stderr)
+		root.Help()
+		return 2
+	}
+	cmd, err := root, error(nil)
+	if name != "boxtop" && !strings.HasPrefix(rest[0], "__complete") { // completion requests are cobra's
 		// An unknown command, at any level, is refused with suggestions
-		// (Find itself refuses one at the top). The shell's completion
-		// requests are cobra's own.
-		c, left, err := root.Find(rest)
-		if err == nil && c.HasSubCommands() && len(left) > 0 && !strings.HasPrefix(left[0], "-") {
-			err = fmt.Errorf("unknown command %q for %q", left[0], c.CommandPath())
-			if s := c.SuggestionsFor(left[0]); len(s) > 0 {
+		// (Find itself refuses one at the top).
+		var left []string
+		if cmd, left, err = root.Find(rest); err == nil && cmd.HasSubCommands() && len(left) > 0 && !strings.HasPrefix(left[0], "-") {
+			err = fmt.Errorf("unknown command %q for %q", left[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(left[0]); len(s) > 0 {
 				err = fmt.Errorf("%w\n\nDid you mean this?\n\t%s", err, strings.Join(s, "\n\t"))
 			}
 		}
-		if err != nil && !strings.HasPrefix(rest[0], "__complete") {
-			fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", c.CommandPath(), strings.TrimSpace(err.Error()), c.CommandPath())
-			return 2
+		if err != nil {
+			err = usageError{errors.New(strings.TrimSpace(err.Error()))}
 		}
 	}
-	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
-		return 0
+		if cmd, err = root.ExecuteContextC(ctx); err == nil {
+			return 0
+		}
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
 	if errors.As(err, new(usageError)) {
@@ -126,32 +129,38 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		case "completion":
 			c.Example = "  box completion bash > /etc/bash_completion.d/box\n  box completion zsh > \"${fpath[1]}/_box\"\n  box completion fish > ~/.config/fish/completions/box.fish"
 			for _, sh := range c.Commands() {
-				sh.Example = fmt.Sprintf("  source <(box completion %s)", sh.Name())
+				sh.Example, sh.Args = fmt.Sprintf("  source <(box completion %s)", sh.Name()), noArgs
 			}
 		}
 	}
 	return root
 }
 
-// strictArgs makes every command's argument errors usage errors (exit 2).
-func strictArgs(c *cobra.Command) {
-	if check := c.Args; check != nil {
-		c.Args = func(c *cobra.Command, args []string) error {
-			if err := check(c, args); err != nil {
-				return usageError{err}
+func newVersion() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "version",
+		Short:   "Print box's version, commit, Go, llama.cpp and RPC protocol versions",
+		Example: "  box version\n  box version --json | jq -r .commit\n  boxtop --version",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			v := any(buildinfo.Read(version, commit))
+			if asJSON {
+				b, _ := json.MarshalIndent(v, "", "  ")
+				v = string(b) + "\n"
 			}
-			return nil
-		}
+			_, err := fmt.Fprint(c.OutOrStdout(), v)
+			return err
+		},
 	}
-	for _, sub := range c.Commands() {
-		strictArgs(sub)
-	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the same as JSON")
+	return c
 }
 
-// noArgs refuses positional arguments.
+// noArgs refuses positional arguments: a usage error.
 func noArgs(_ *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return fmt.Errorf("unexpected argument %q", args[0])
+		return usagef("unexpected argument %q", args[0])
 	}
 	return nil
 }

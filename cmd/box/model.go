@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/synth"
@@ -24,12 +25,9 @@ func newModel() *cobra.Command {
 
 func newModelSynth() *cobra.Command {
 	var (
-		preset, out, typ, name string
-		seed                   uint64
+		preset, out string
+		cfg         synth.Config
 	)
-	cfg, _ := synth.Preset("tiny")
-	ints := map[string]*int{"layers": &cfg.Layers, "embd": &cfg.Embd, "heads": &cfg.Heads, "kv-heads": &cfg.KVHeads,
-		"ff": &cfg.FF, "ctx": &cfg.Ctx, "vocab": &cfg.Vocab}
 	c := &cobra.Command{
 		Use:   "synth --preset tiny|1b -o FILE [flags]",
 		Short: "Write a synthetic llama-architecture GGUF model with seeded random weights",
@@ -42,36 +40,32 @@ func newModelSynth() *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&preset, "preset", "tiny", "base configuration: "+strings.Join(synth.Presets(), ", "))
 	f.StringVarP(&out, "output", "o", "", "output `FILE` (required)")
-	f.StringVar(&typ, "type", "", "weight type: f32, f16 or q8_0 (default: the preset's)")
-	f.Uint64Var(&seed, "seed", 0, "random seed (default: the preset's)")
-	f.StringVar(&name, "name", "", "general.name (default: the preset's)")
-	vals := map[string]*int{}
-	for _, fl := range [][2]string{{"layers", "transformer blocks"}, {"embd", "embedding width"}, {"heads", "attention heads"},
-		{"kv-heads", "key/value heads"}, {"ff", "feed-forward width"}, {"ctx", "context length"}, {"vocab", "vocabulary size"}} {
-		vals[fl[0]] = f.Int(fl[0], 0, fl[1]+" (default: the preset's)")
+	f.StringVar(&cfg.Type, "type", "", "weight type: f32, f16 or q8_0 (default: the preset's)")
+	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (default: the preset's)")
+	f.StringVar(&cfg.Name, "name", "", "general.name (default: the preset's)")
+	for _, fl := range []struct {
+		p           *int
+		name, usage string
+	}{{&cfg.Layers, "layers", "transformer blocks"}, {&cfg.Embd, "embd", "embedding width"}, {&cfg.Heads, "heads", "attention heads"},
+		{&cfg.KVHeads, "kv-heads", "key/value heads"}, {&cfg.FF, "ff", "feed-forward width"}, {&cfg.Ctx, "ctx", "context length"},
+		{&cfg.Vocab, "vocab", "vocabulary size"}} {
+		f.IntVar(fl.p, fl.name, 0, fl.usage+" (default: the preset's)")
 	}
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if out == "" {
 			return usagef("-o FILE is required")
 		}
+		// The preset, then the flags given on top of it.
+		given := map[*pflag.Flag]string{}
+		f.Visit(func(fl *pflag.Flag) { given[fl] = fl.Value.String() })
 		var err error
 		if cfg, err = synth.Preset(preset); err != nil {
 			return usageError{err}
 		}
-		for n, p := range ints {
-			if f.Changed(n) {
-				*p = *vals[n]
-			}
+		for fl, v := range given {
+			fl.Value.Set(v)
 		}
-		if f.Changed("type") {
-			cfg.Type = strings.ToLower(typ)
-		}
-		if f.Changed("seed") {
-			cfg.Seed = seed
-		}
-		if f.Changed("name") {
-			cfg.Name = name
-		}
+		cfg.Type = strings.ToLower(cfg.Type)
 		if err := cfg.Validate(); err != nil {
 			return usageError{err}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -97,16 +98,10 @@ func newServe() *cobra.Command {
 		}
 		llama.Init(log)
 		if demo {
-			// The tiny preset with a vocabulary of word pieces, so the (random)
-			// answers read as gibberish words rather than stray bytes.
-			demo, _ := synth.Preset("tiny")
-			demo.Vocab, demo.Name = 4096, "synth-demo"
-			if cfg.ModelPath, err = synth.EnsureCached(c.Context(), cacheDir, demo); err != nil {
+			if cfg.ModelPath, err = synth.EnsureCached(c.Context(), cacheDir, synth.Demo()); err != nil {
 				return fmt.Errorf("demo model: %w", err)
 			}
-			if cfg.ModelID == "" {
-				cfg.ModelID = "box-demo"
-			}
+			cfg.ModelID = cmp.Or(cfg.ModelID, "box-demo")
 		}
 		// A bad file is refused here, in one line, before anything starts.
 		if err := gguf.Check(cfg.ModelPath); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,20 +56,13 @@ func newTop(use string) *cobra.Command {
 			return usagef("--interval and --timeout must be positive")
 		case width < 40:
 			return usagef("--width must be at least 40")
+		case nvmlMode != "auto" && nvmlMode != "on" && nvmlMode != "off":
+			return usagef("--nvml: want auto, on or off")
 		}
 		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout}
-		local := probe.IsLocalURL(head)
-		for _, t := range targets {
-			local = local || probe.IsLocalURL(t.URL)
-		}
-		switch nvmlMode {
-		case "on", "auto":
-			if nvmlMode == "on" || local {
-				cfg.NVML = func() *probe.NVML { nv := probe.NVMLInfo(nil); return &nv }
-			}
-		case "off":
-		default:
-			return usagef("--nvml: want auto, on or off")
+		local := probe.IsLocalURL(head) || slices.ContainsFunc(targets, func(t tui.Target) bool { return probe.IsLocalURL(t.URL) })
+		if nvmlMode == "on" || nvmlMode == "auto" && local {
+			cfg.NVML = func() *probe.NVML { nv := probe.NVMLInfo(nil); return &nv }
 		}
 		p := tui.NewPoller(cfg)
 		if once {

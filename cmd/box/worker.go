@@ -1,8 +1,8 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/worker"
 )
@@ -21,6 +22,9 @@ func newWorker() *cobra.Command {
 		cfg                               = worker.Config{DriverMemory: probe.ProcessGPUMemory}
 		listen, admin, devices, allow, lv string
 		maxMem, maxConn, maxHost          = probe.NewSize(""), probe.NewSize(""), probe.NewSize("")
+		cacheMax                          = probe.NewSize("")
+		token, tokenFile, adminHosts      string
+		readOpen                          bool
 	)
 	c := &cobra.Command{
 		Use:   "worker [flags]",
@@ -51,8 +55,15 @@ func newWorker() *cobra.Command {
 	f.IntVar(&cfg.MaxConns, "max-conns", 512, "most open connections")
 	f.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", 64, "most open connections from one peer address")
 	f.DurationVar(&cfg.MessageTimeout, "message-timeout", 30*time.Second, "a message must arrive whole within this plus 1s per MiB, from its first byte")
+	f.Var(cacheMax, "cache-max-size", "most bytes the tensor cache keeps; least recently used entries go first (default: 20% of its filesystem)")
+	f.BoolVar(&cfg.CacheShared, "cache-shared", false, "serve cache entries to every client (default: only to the network address that wrote them)")
+	f.StringVar(&token, "admin-token", "", "the admin API's token (default: $"+api.TokenEnv+", else --admin-token-file)")
+	f.StringVar(&tokenFile, "admin-token-file", api.DefaultTokenFile(), "file holding the admin token; created (mode 0600) on first start")
+	f.StringVar(&adminHosts, "admin-host", "", "comma-separated host names the admin API may be reached by (IP addresses and localhost always may)")
+	f.BoolVar(&readOpen, "admin-read-open", false, "let GET requests (/metrics, /v1/node, ...) through without the token")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		cfg.Devices, cfg.MaxMemory, cfg.MaxMemoryPerConn, cfg.MaxHostMemory = splitList(devices), maxMem.Bytes, maxConn.Bytes, maxHost.Bytes
+		cfg.CacheMaxSize = cacheMax.Bytes
 		switch {
 		case cfg.MaxBuffersPerConn <= 0 || cfg.MaxConns <= 0 || cfg.MaxConnsPerPeer <= 0 || cfg.MessageTimeout <= 0:
 			return usagef("--max-buffers-per-conn, --max-conns, --max-conns-per-peer and --message-timeout must be positive")
@@ -83,13 +94,26 @@ func newWorker() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		log.Info("quotas", quotas(w, cfg)...)
+		log.Info("quotas", quotas(w, w.Config())...)
 		ln, err := w.Listen(c.Context(), listen)
 		if err != nil {
 			w.Close()
 			return fmt.Errorf("listen: %w", err)
 		}
 		if admin != "" {
+			if host, _, err := net.SplitHostPort(admin); err != nil {
+				return usagef("--admin %q: %v", admin, err)
+			} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				log.Warn("admin API beyond loopback: restrict it with --allow or a firewall; it needs the admin token", "admin", admin)
+			}
+			tok, created, err := api.ServerToken(token, tokenFile)
+			if err != nil {
+				return err
+			}
+			if created {
+				log.Info("admin token created", "file", tokenFile)
+			}
+			guard := worker.AdminGuard{Token: tok, ReadOpen: readOpen, Hosts: splitList(adminHosts), Allow: cfg.Allow}
 			aln, err := net.Listen("tcp", admin)
 			if err != nil {
 				ln.Close()
@@ -99,11 +123,8 @@ func newWorker() *cobra.Command {
 			// The admin API, plus this node's probe view (NVML, host memory).
 			mux := http.NewServeMux()
 			mux.Handle("/", w.AdminHandler(version))
-			mux.HandleFunc("GET /v1/probe", func(rw http.ResponseWriter, r *http.Request) {
-				rw.Header().Set("Content-Type", "application/json")
-				json.NewEncoder(rw).Encode(probe.Local(r.Context()))
-			})
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			mux.HandleFunc("GET /v1/probe", probe.LocalHandler)
+			srv := &http.Server{Handler: guard.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
 			go srv.Serve(aln)
 			defer func() {
 				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -120,20 +141,18 @@ func newWorker() *cobra.Command {
 // quotas are the limits the worker enforces, for its start log: the
 // per-device limit is the device's size where --max-memory is not smaller.
 func quotas(w *worker.Worker, cfg worker.Config) []any {
-	var devs []string
-	for _, d := range w.Node(version).Devices {
-		limit := d.MemoryTotal
-		if cfg.MaxMemory > 0 && cfg.MaxMemory < limit {
-			limit = cfg.MaxMemory
-		}
-		devs = append(devs, d.Name+" "+probe.HumanBytes(limit))
-	}
 	size := func(n uint64, none string) string {
 		if n == 0 {
 			return none
 		}
 		return probe.HumanBytes(n)
 	}
+	var devs []string
+	for _, d := range w.Node(version).Devices {
+		devs = append(devs, d.Name+" "+size(min(d.MemoryTotal, cmp.Or(cfg.MaxMemory, d.MemoryTotal)), "0 B"))
+	}
 	return []any{"max_memory", strings.Join(devs, ", "), "max_memory_per_conn", size(cfg.MaxMemoryPerConn, "none"),
-		"max_host_memory", size(cfg.MaxHostMemory, "75% of RAM or the cgroup limit"), "max_compute_time", cfg.MaxComputeTime, "grace", cfg.Grace}
+		"max_host_memory", size(cfg.MaxHostMemory, "none"), "max_buffers_per_conn", cfg.MaxBuffersPerConn,
+		"max_conns", cfg.MaxConns, "max_conns_per_peer", cfg.MaxConnsPerPeer, "message_timeout", cfg.MessageTimeout,
+		"max_compute_time", cfg.MaxComputeTime, "grace", cfg.Grace}
 }

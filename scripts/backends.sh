@@ -89,27 +89,30 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 
 # --- what this host can build -----------------------------------------------
 args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON "-DCMAKE_INSTALL_RPATH=\$ORIGIN" -DGGML_CCACHE=OFF)
-can_vulkan=0 can_cuda=0
-if [ $want_vulkan = 1 ]; then
-	if ! command -v glslc >/dev/null; then
-		skip "Vulkan: no glslc (apt-get install glslc libvulkan-dev spirv-headers)"
-	elif [ ! -f /usr/include/vulkan/vulkan.h ] && [ -z "${VULKAN_SDK:-}" ]; then
-		skip "Vulkan: no Vulkan headers (apt-get install libvulkan-dev)"
-	else
-		can_vulkan=1
-	fi
+# One configuration per host (everything it can build, whatever this run
+# asked for), so every library in lib/box comes from one build dir and
+# binds to the same libggml-base.so.
+can_vulkan=0 can_cuda=0 why_vulkan="" why_cuda=""
+if [ ! -d "$src/ml/backend/ggml/ggml/src/ggml-vulkan" ]; then
+	why_vulkan="the source tree has no ggml-vulkan"
+elif ! command -v glslc >/dev/null; then
+	why_vulkan="no glslc (apt-get install glslc libvulkan-dev spirv-headers)"
+elif [ ! -f /usr/include/vulkan/vulkan.h ] && [ -z "${VULKAN_SDK:-}" ]; then
+	why_vulkan="no Vulkan headers (apt-get install libvulkan-dev)"
+else
+	can_vulkan=1
 fi
 nvcc=${CUDACXX:-$(command -v nvcc || true)}
 [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
-if [ $want_cuda = 1 ]; then
-	if [ -z "$nvcc" ]; then
-		skip "CUDA: no nvcc (install the CUDA toolkit, or set CUDACXX)"
-	else
-		can_cuda=1
-	fi
+if [ -z "$nvcc" ]; then
+	why_cuda="no nvcc (install the CUDA toolkit, or set CUDACXX)"
+else
+	can_cuda=1
 fi
-# Keep out of the configuration what was not asked for or cannot be built,
-# so a missing tool never fails the configure step.
+[ $want_vulkan = 1 ] && [ $can_vulkan = 0 ] && skip "Vulkan: $why_vulkan"
+[ $want_cuda = 1 ] && [ $can_cuda = 0 ] && skip "CUDA: $why_cuda"
+# Keep out of the configuration what cannot be built, so a missing tool
+# never fails the configure step.
 # (The root CMakeLists adds ggml-vulkan itself when it finds Vulkan.)
 [ $can_vulkan = 1 ] || args+=(-DCMAKE_DISABLE_FIND_PACKAGE_Vulkan=ON)
 if [ $can_cuda = 1 ]; then
@@ -120,8 +123,8 @@ fi
 args+=(-DCMAKE_HIP_COMPILER=)
 
 targets=(ggml-base)
-[ $can_vulkan = 1 ] && targets+=(ggml-vulkan)
-[ $can_cuda = 1 ] && targets+=(ggml-cuda)
+[ $want_vulkan = 1 ] && [ $can_vulkan = 1 ] && targets+=(ggml-vulkan)
+[ $want_cuda = 1 ] && [ $can_cuda = 1 ] && targets+=(ggml-cuda)
 if [ $want_cpu = 1 ]; then
 	case $(uname -m) in
 	x86_64) targets+=(ggml-cpu-x64 ggml-cpu-sse42 ggml-cpu-sandybridge ggml-cpu-haswell ggml-cpu-skylakex ggml-cpu-icelake ggml-cpu-alderlake) ;;

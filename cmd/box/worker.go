@@ -94,7 +94,7 @@ func newWorker() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		log.Info("quotas", quotas(w, w.Config())...)
+		log.Info("quotas", quotas(w, cfg)...)
 		ln, err := w.Listen(c.Context(), listen)
 		if err != nil {
 			w.Close()

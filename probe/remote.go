@@ -18,6 +18,9 @@ import (
 // The zero value uses http.DefaultClient.
 type AdminClient struct {
 	HTTP *http.Client
+	// Token is the workers' admin token (api.ClientToken finds it); it is
+	// sent to worker admin APIs only.
+	Token string
 }
 
 func (a AdminClient) hc() *http.Client {
@@ -40,6 +43,12 @@ func (a AdminClient) do(ctx context.Context, method, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return err
+	}
+	if a.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.Token)
+	}
+	if method != "GET" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := a.hc().Do(req)
 	if err != nil {
@@ -132,15 +141,15 @@ type Cluster struct {
 // Cluster is GET {head}/v1/cluster.
 func (a AdminClient) Cluster(ctx context.Context, head string) (Cluster, error) {
 	var c Cluster
-	err := a.do(ctx, "GET", NormalizeURL(head)+"/v1/cluster", &c)
+	// The workers' token is not the head's business.
+	err := AdminClient{HTTP: a.HTTP}.do(ctx, "GET", NormalizeURL(head)+"/v1/cluster", &c)
 	return c, err
 }
 
 // Admin probes a box worker through its admin API (GET /v1/node and GET
-// /v1/connections). hc nil means http.DefaultClient.
-func Admin(ctx context.Context, hc *http.Client, base string) Node {
+// /v1/connections) with a.
+func Admin(ctx context.Context, a AdminClient, base string) Node {
 	base = NormalizeURL(base)
-	a := AdminClient{HTTP: hc}
 	n := Node{Name: base, Kind: KindAdmin, Address: base, Devices: []Device{}}
 	info, err := a.Node(ctx, base)
 	if err != nil {

@@ -382,6 +382,9 @@ func (w *Worker) shutdown() {
 	w.log.Info("worker stopped", "bytes_freed", w.freedTotal.Load())
 }
 
+// Config is the configuration in force, defaults filled in.
+func (w *Worker) Config() Config { return w.cfg }
+
 // Close releases a worker that never served (nothing is held before Serve).
 func (w *Worker) Close() {}
 

@@ -1,30 +1,35 @@
 package main
 
 import (
-	"slices"
+	"os"
+	"strings"
 	"testing"
+
+	"github.com/boxproj/box/ggml"
 )
 
+// --backends is a flag of every command, before or after the command's
+// name; it is exported as BOX_BACKENDS for the processes box starts.
 func TestBackendsFlag(t *testing.T) {
 	for _, tc := range []struct {
-		in   []string
-		rest []string
-		dir  string
+		args []string
+		env  string
 	}{
-		{[]string{"box", "worker", "--listen", "x"}, []string{"box", "worker", "--listen", "x"}, ""},
-		{[]string{"box", "--backends", "/l", "serve"}, []string{"box", "serve"}, "/l"},
-		{[]string{"box", "serve", "--backends=/l", "--demo"}, []string{"box", "serve", "--demo"}, "/l"},
-		{[]string{"box", "serve", "--", "--backends", "x"}, []string{"box", "serve", "--", "--backends", "x"}, ""},
+		{[]string{"box", "--backends", "/l", "version"}, "/l"},
+		{[]string{"box", "version", "--backends=/l"}, "/l"},
+		{[]string{"box", "version", "--backends", "off"}, "off"},
+		{[]string{"box", "version"}, "/from/env"},
 	} {
-		rest, dir, err := backendsFlag(tc.in)
-		if err != nil || dir != tc.dir || !slices.Equal(rest, tc.rest) {
-			t.Errorf("%q: %q %q %v", tc.in, rest, dir, err)
+		t.Setenv(ggml.EnvBackends, "/from/env")
+		code, _, errs := runBox(tc.args...)
+		if got := os.Getenv(ggml.EnvBackends); code != 0 || got != tc.env {
+			t.Errorf("%q: exit %d %q, BOX_BACKENDS=%q, want %q", tc.args, code, errs, got, tc.env)
 		}
 	}
-	if _, _, err := backendsFlag([]string{"box", "serve", "--backends"}); err == nil {
-		t.Error("--backends without a directory")
+	if code, _, errs := runBox("box", "serve", "--backends"); code != 2 || !strings.Contains(errs, "flag needs an argument: --backends") {
+		t.Errorf("--backends without a directory: exit %d, %q", code, errs)
 	}
-	if c := command([]string{"--x", "probe", "--json"}); c != "probe" {
-		t.Errorf("command %q", c)
+	if _, out, _ := runBox("box", "worker", "--help"); !strings.Contains(out, "Global Flags:\n      --backends string") {
+		t.Errorf("worker --help does not show --backends:\n%s", out)
 	}
 }

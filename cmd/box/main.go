@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SilenceErrors, root.SilenceUsage = true, true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetGlobalNormalizationFunc(normalize)
+	backendsFlag(root)
 
 	if name != "boxtop" && len(rest) == 0 {
 		root.SetOut(stderr)

@@ -46,10 +46,15 @@ test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# The head's packages under the race detector (ggml and llama.cpp are
-# rebuilt once for -race, then cached).
+# The packages with concurrency of their own under the race detector (ggml
+# and llama.cpp are rebuilt once for -race, then cached): the head's, the
+# clients', and the worker supervisor's lifecycle, quota, admin and cache
+# tests (its floods and many-process tests are left to the plain pass).
+WORKER_RACE ?= TestAdmin|TestCrashed|TestHugeGraph|TestLeakFault|TestQuotas|TestAttacks|TestSlow|TestConnectionsAreBounded|TestCache
 test-race: check-ollama
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./serve/ ./cluster/ ./remote/
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./api/ ./worker/ctl/ ./tui/ ./leakcheck/ ./probe/
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run '$(WORKER_RACE)' ./worker/
 
 # Each fuzz target runs for FUZZTIME; the seed corpus lives in testdata/fuzz.
 fuzz: check-ollama

@@ -87,6 +87,11 @@ func TestMain(m *testing.M) {
 		fail("%v", err)
 	}
 	os.Setenv("MESA_SHADER_CACHE_DIR", filepath.Join(tmp, "mesa"))
+	// The workers' admin API wants a token; box reads it from here (the
+	// workers, leakcheck) and so does getJSON.
+	if os.Getenv("BOX_ADMIN_TOKEN") == "" {
+		os.Setenv("BOX_ADMIN_TOKEN", fmt.Sprintf("gputest-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	}
 	libs := ggml.LoadBackends(dir)
 	found := false
 	for _, d := range ggml.Devices() {
@@ -149,7 +154,12 @@ func start(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 }
 
 func getJSON(url string, v any) error {
-	resp, err := http.Get(url)
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+os.Getenv("BOX_ADMIN_TOKEN"))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
@@ -74,8 +75,12 @@ func Table(rep Report) string {
 			}
 			sb.WriteString("\n")
 		}
+		var variants []string
 		for _, b := range n.Backends {
+			base := filepath.Base(b.Path)
 			switch {
+			case strings.HasPrefix(base, "libggml-cpu-") && b.Skipped != "":
+				variants = append(variants, strings.TrimSuffix(strings.TrimPrefix(base, "libggml-cpu-"), ".so"))
 			case b.Skipped != "":
 				fmt.Fprintf(&sb, "%s: backend library %s skipped: %s\n", n.Name, b.Path, b.Skipped)
 			case len(b.Devices) == 0:
@@ -83,6 +88,9 @@ func Table(rep Report) string {
 			default:
 				fmt.Fprintf(&sb, "%s: backend %s from %s: %s\n", n.Name, b.Backend, b.Path, strings.Join(b.Devices, ", "))
 			}
+		}
+		if len(variants) > 0 {
+			fmt.Fprintf(&sb, "%s: CPU variant libraries not loaded (the built-in CPU backend serves the CPU): %s\n", n.Name, strings.Join(variants, ", "))
 		}
 		if n.NVML != nil {
 			fmt.Fprintf(&sb, "%s: %s\n", n.Name, n.NVML.Status)

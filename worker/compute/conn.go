@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/boxproj/box/api"
 	"io"
 	"net"
 	"sync/atomic"
@@ -102,7 +103,7 @@ func (c *conn) backend(d int) (*ggml.Backend, error) {
 // messages the idle timeout runs; from a message's first byte, the
 // message deadline (it must arrive whole in time, whatever its sender's
 // pace).
-func (c *conn) loop() (ctl.Reason, string) {
+func (c *conn) loop() (api.Reason, string) {
 	for {
 		var idle time.Time
 		if c.ini.IdleTimeout > 0 {
@@ -133,9 +134,9 @@ func (c *conn) loop() (ctl.Reason, string) {
 			switch {
 			case errors.As(err, &pe):
 				c.violationKind = pe.Kind
-				return ctl.ReasonViolation, pe.Error()
+				return api.ReasonViolation, pe.Error()
 			case errors.As(err, &qe):
-				return ctl.ReasonQuota, qe.Error()
+				return api.ReasonQuota, qe.Error()
 			}
 			return c.classify(err, true)
 		}
@@ -149,13 +150,13 @@ func (c *conn) messageDeadline(size uint64) {
 	}
 }
 
-func (c *conn) classify(err error, inMessage bool) (ctl.Reason, string) {
+func (c *conn) classify(err error, inMessage bool) (api.Reason, string) {
 	if c.shutdown.Load() {
-		return ctl.ReasonShutdown, ""
+		return api.ReasonShutdown, ""
 	}
 	r, d := ctl.Classify(err)
-	if r == ctl.ReasonIdle && inMessage {
-		return ctl.ReasonMessageTimeout, fmt.Sprintf("a message did not arrive within --message-timeout %v (plus 1 s per %d bytes)",
+	if r == api.ReasonIdle && inMessage {
+		return api.ReasonMessageTimeout, fmt.Sprintf("a message did not arrive within --message-timeout %v (plus 1 s per %d bytes)",
 			c.ini.MessageTimeout, c.ini.MinRate)
 	}
 	return r, d
@@ -657,6 +658,15 @@ func (c *conn) getAllocSize(cmd rpc.Cmd, size uint64) error {
 	if err != nil {
 		return err
 	}
+	// What the reference server accepts here, and only here: a tensor with
+	// a data address but no buffer (the client asks during graph reserve,
+	// e.g. for FLASH_ATTN_EXT over a KV-cache view not yet placed) means the
+	// device's default buffer type. Only shapes matter; the address is
+	// dropped, so its data is never read.
+	unplaced(&req.Tensor)
+	for i := range req.Srcs {
+		unplaced(&req.Srcs[i])
+	}
 	t, _, n, err := c.resolveTensor(cmd, &req.Tensor, false)
 	if err != nil {
 		return err
@@ -675,6 +685,13 @@ func (c *conn) getAllocSize(cmd rpc.Cmd, size uint64) error {
 	}
 	alloc := be.AllocSize(t, srcs)
 	return c.reply(u64(max(alloc, n)))
+}
+
+// unplaced drops the data address of a tensor that names no buffer.
+func unplaced(t *rpc.Tensor) {
+	if t.Buffer == 0 {
+		t.Data = 0
+	}
 }
 
 // dropGraphsUsing forgets stored graphs that point into b, so a RECOMPUTE

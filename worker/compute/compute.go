@@ -51,12 +51,15 @@ const (
 // Main runs a compute process: "describe" prints the ggml devices as JSON
 // on stdout; "serve" serves the inherited connection.
 //
-// Both load the ggml backend libraries of ggml.BackendsDir first (the
+// Both see the ggml backend libraries of ggml.BackendsDir (the
 // supervisor's environment, BOX_BACKENDS included, is theirs), so a
-// serving process sees exactly the devices the describe run listed.
+// serving process finds exactly the devices the describe run listed:
+// describe loads them at once, a serving process when its client first
+// opens a device that is not built in (conn.backend), so a connection
+// that uses only the CPU never pays for a GPU runtime.
 func Main(args []string, stdout, stderr io.Writer) int {
-	libs := ggml.LoadBackends(ggml.BackendsDir())
 	if len(args) == 1 && args[0] == "describe" {
+		libs := ggml.LoadBackends(ggml.BackendsDir())
 		// What was loaded and skipped, for the supervisor's log.
 		ggml.LogLibraries(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})), ggml.BackendsDir(), libs)
 		return describe(stdout, stderr)

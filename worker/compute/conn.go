@@ -86,15 +86,19 @@ func (c *conn) backend(d int) (*ggml.Backend, error) {
 		return b, nil
 	}
 	name := c.ini.Devices[d].Name
-	for _, dev := range ggml.Devices() {
-		if dev.Name == name {
-			b, err := ggml.Open(dev, c.ini.Threads)
-			if err != nil {
-				return nil, err
+	for attempt := 0; attempt < 2; attempt++ {
+		for _, dev := range ggml.Devices() {
+			if dev.Name == name {
+				b, err := ggml.Open(dev, c.ini.Threads)
+				if err != nil {
+					return nil, err
+				}
+				c.devs[d] = b
+				return b, nil
 			}
-			c.devs[d] = b
-			return b, nil
 		}
+		// Not built in: load the backend libraries, as describe did.
+		ggml.LoadBackends(ggml.BackendsDir())
 	}
 	return nil, fmt.Errorf("device %s is gone", name)
 }

@@ -285,20 +285,19 @@ func TestLeaderWorkerSet(t *testing.T) {
 	if !ok {
 		t.Fatal("leader: no --rpc")
 	}
-	eps, err := api.ParseEndpoints(rpc)
-	if err != nil {
-		t.Fatalf("leader --rpc %q: %v", rpc, err)
-	}
+	// host:port[@adminhost:port], the admin API at port+1 without "@".
+	eps := strings.Split(rpc, ",")
 	if len(eps) != size-1 {
 		t.Errorf("leader --rpc %q names %d workers; the group has %d", rpc, len(eps), size-1)
 	}
 	for i, ep := range eps {
 		host := fmt.Sprintf("%s-%d.%s.%s", leaderPod, i+1, name, ns)
-		if want := net.JoinHostPort(host, strconv.Itoa(rpcPort)); ep.Addr != want {
-			t.Errorf("--rpc worker %d is %s, want %s", i+1, ep.Addr, want)
+		addr, admin, hasAdmin := strings.Cut(ep, "@")
+		if want := net.JoinHostPort(host, strconv.Itoa(rpcPort)); addr != want {
+			t.Errorf("--rpc worker %d is %s, want %s", i+1, addr, want)
 		}
-		if want := "http://" + net.JoinHostPort(host, strconv.Itoa(adminPort)); ep.Admin != want {
-			t.Errorf("--rpc worker %d admin API %s, want %s", i+1, ep.Admin, want)
+		if !hasAdmin && adminPort != rpcPort+1 || hasAdmin && admin != net.JoinHostPort(host, strconv.Itoa(adminPort)) {
+			t.Errorf("--rpc worker %d: its admin API is not where the head will look (%q; the worker has port %d)", i+1, ep, adminPort)
 		}
 	}
 	// The worker accepts that name on its admin API (boxtop --head).

@@ -19,30 +19,45 @@ import (
 var ErrClosed = errors.New("rpc: client closed")
 
 // VersionError is returned by Dial when the worker answers HELLO with a
-// protocol version other than 3.6.0.
+// protocol version box does not speak (see Version.Supported).
 type VersionError struct {
 	Addr                string
 	Major, Minor, Patch uint8
 }
 
 func (e *VersionError) Error() string {
-	return fmt.Sprintf("rpc: the worker at %s speaks ggml RPC protocol %d.%d.%d, but box speaks only %d.%d.%d; "+
-		"run a box worker, or a llama.cpp rpc-server that speaks protocol %d.%d.%d, at that address",
-		e.Addr, e.Major, e.Minor, e.Patch, ProtoMajor, ProtoMinor, ProtoPatch, ProtoMajor, ProtoMinor, ProtoPatch)
+	return fmt.Sprintf("rpc: the worker at %s speaks ggml RPC protocol %d.%d.%d, which box does not speak "+
+		"(it speaks 3.6.0, 3.6.1, 4.0.0-4.0.4, 5.0.0, 5.0.1, 5.1, 6.0 and 7.0); "+
+		"run a box worker, or a llama.cpp rpc-server of one of those versions, at that address",
+		e.Addr, e.Major, e.Minor, e.Patch)
 }
 
-// Compatible reports whether a worker version is one this package accepts:
-// exactly 3.6.0. (A 3.6.1 server renumbers ops >= 85 and skips nodes without
-// the COMPUTE flag; a 3.5.0 server expects a shorter GET_ALLOC_SIZE; 4.x
-// changes HELLO. See §1.5 and §11 of the spec.)
+// Compatible reports whether a worker version is one this package speaks
+// (Version.Supported): 3.6.0 and 3.6.1, 4.0.0 to 4.0.4, 5.0.0, 5.0.1, 5.1,
+// 6.0 and 7.0. (A 3.5.0 server expects a shorter GET_ALLOC_SIZE; the op
+// enum moves with the patch in 3.6 and 4.0. See docs/protocol.md.)
 func Compatible(major, minor, patch uint8) bool {
-	return major == ProtoMajor && minor == ProtoMinor && patch == ProtoPatch
+	return Version{major, minor, patch}.Supported()
 }
 
 type dialConfig struct {
 	keepAlive        net.KeepAliveConfig
 	bufSize          int
 	handshakeTimeout time.Duration
+	hello            int // 0: probe (4.0-style first), 3: 3.6-style only, 4: 4.0-style only
+}
+
+// WithHello fixes the HELLO Dial sends: an empty one (a 3.6 peer) when caps
+// is false, one with transport caps (4.0 and later) when true. By default
+// Dial sends the 4.0 HELLO and, when the peer closes the connection without
+// an answer (a 3.6 server does), dials again with the empty one.
+func WithHello(caps bool) DialOption {
+	return func(c *dialConfig) {
+		c.hello = 3
+		if caps {
+			c.hello = 4
+		}
+	}
 }
 
 // DialOption configures Dial.
@@ -104,6 +119,8 @@ type Client struct {
 	addr    string
 	conn    net.Conn
 	version HelloResp
+	proto   Version
+	ops     *OpMap
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -130,6 +147,23 @@ func Dial(ctx context.Context, addr string, opts ...DialOption) (*Client, error)
 		ctx, cancel = context.WithTimeout(ctx, cfg.handshakeTimeout)
 		defer cancel()
 	}
+	caps := cfg.hello != 3
+	c, err := dialOnce(ctx, addr, cfg, caps)
+	if err != nil && cfg.hello == 0 && closedDuringHello(err) && ctx.Err() == nil {
+		// A 3.6 peer closes on a HELLO with a payload: ask again its way.
+		c, err = dialOnce(ctx, addr, cfg, false)
+	}
+	return c, err
+}
+
+// closedDuringHello reports whether the peer closed the connection instead
+// of answering HELLO.
+func closedDuringHello(err error) bool {
+	pe, ok := IsProtocolError(err)
+	return ok && pe.Kind == KindHello && pe.Err != nil && !errors.Is(pe.Err, os.ErrDeadlineExceeded)
+}
+
+func dialOnce(ctx context.Context, addr string, cfg dialConfig, caps bool) (*Client, error) {
 	d := net.Dialer{KeepAliveConfig: cfg.keepAlive}
 	if !cfg.keepAlive.Enable {
 		d.KeepAlive = -1
@@ -140,16 +174,36 @@ func Dial(ctx context.Context, addr string, opts ...DialOption) (*Client, error)
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		if err := tc.SetNoDelay(true); err != nil {
-			conn.Close()
+			abandon(conn)
 			return nil, fmt.Errorf("rpc: worker %s: set TCP_NODELAY: %w", addr, err)
 		}
 	}
+	// Until HELLO is answered, a close is a reset (SO_LINGER 0): the HELLO
+	// may still sit unread in the worker's queue (a reference rpc-server
+	// serving another client accepts but does not read), and a server that
+	// gets to it later must read an error, not write an answer into a
+	// closed socket (which kills it with SIGPIPE).
+	tc, _ := conn.(*net.TCPConn)
+	if tc != nil {
+		tc.SetLinger(0)
+	}
 	c := newClient(conn, addr, cfg.bufSize)
-	if err := c.hello(ctx); err != nil {
+	if err := c.hello(ctx, caps); err != nil {
 		c.Close()
 		return nil, err
 	}
+	if tc != nil {
+		tc.SetLinger(-1)
+	}
 	return c, nil
+}
+
+// abandon closes conn with a reset (SO_LINGER 0) rather than a FIN.
+func abandon(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
 }
 
 func newClient(conn net.Conn, addr string, bufSize int) *Client {
@@ -162,9 +216,13 @@ func newClient(conn net.Conn, addr string, bufSize int) *Client {
 	}
 }
 
-func (c *Client) hello(ctx context.Context) error {
+func (c *Client) hello(ctx context.Context, caps bool) error {
 	err := c.call(ctx, CmdHello, func() error {
-		if err := c.send(CmdHello, nil); err != nil {
+		var req []byte
+		if caps {
+			req = make([]byte, ConnCapsSize) // TCP only
+		}
+		if err := c.send(CmdHello, req); err != nil {
 			return err
 		}
 		n, err := ReadResponseHeader(c.br)
@@ -175,25 +233,42 @@ func (c *Client) hello(ctx context.Context) error {
 			}
 			return err
 		}
-		if n != 3 {
-			return &ProtocolError{Cmd: CmdHello, Kind: KindHello,
-				Msg: fmt.Sprintf("HELLO response is %d bytes, want 3 (not a ggml RPC 3.x worker?)", n)}
+		want := uint64(3)
+		if caps {
+			want = 4 + ConnCapsSize
 		}
-		var v [3]byte
-		if _, err := io.ReadFull(c.br, v[:]); err != nil {
+		if n != want {
+			return &ProtocolError{Cmd: CmdHello, Kind: KindHello,
+				Msg: fmt.Sprintf("HELLO response is %d bytes, want %d (not a ggml RPC worker?)", n, want)}
+		}
+		v := make([]byte, n)
+		if _, err := io.ReadFull(c.br, v); err != nil {
 			return err
 		}
 		c.version = HelloResp{v[0], v[1], v[2]}
+		// The caps of the answer name a faster transport (RDMA); box speaks
+		// TCP only and sent none, so a server keeps to TCP too.
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if !Compatible(c.version.Major, c.version.Minor, c.version.Patch) {
+	v := Version{c.version.Major, c.version.Minor, c.version.Patch}
+	if v.Caps() != caps || !v.Supported() {
 		return &VersionError{Addr: c.addr, Major: c.version.Major, Minor: c.version.Minor, Patch: c.version.Patch}
 	}
+	c.proto = v
+	tab, _ := OpTableFor(v)
+	c.ops = NewOpMap(tab, EmbeddedOps)
 	return nil
 }
+
+// Protocol is the version spoken on this connection (the worker's HELLO
+// answer).
+func (c *Client) Protocol() Version { return c.proto }
+
+// Ops translates op ids between the worker's op table and box's.
+func (c *Client) Ops() *OpMap { return c.ops }
 
 // Addr returns the address the client was dialed with.
 func (c *Client) Addr() string { return c.addr }
@@ -380,12 +455,29 @@ func (c *Client) BufferGetBase(ctx context.Context, handle uint64) (uint64, erro
 
 // FreeBuffer frees a buffer.
 func (c *Client) FreeBuffer(ctx context.Context, handle uint64) error {
-	return c.roundTrip(ctx, CmdFreeBuffer, BufferReq{handle}, nil)
+	return c.maybeReply(ctx, CmdFreeBuffer, BufferReq{handle})
+}
+
+// maybeReply sends a command whose empty answer exists only before 6.0.
+func (c *Client) maybeReply(ctx context.Context, cmd Cmd, msg Message) error {
+	if c.proto.Replies(cmd) {
+		return c.roundTrip(ctx, cmd, msg, nil)
+	}
+	return c.sendOnly(ctx, cmd, msg)
+}
+
+// MemsetTensor fills size bytes at offset off of t with value (5.0 and
+// later; before, send the bytes with SetTensor).
+func (c *Client) MemsetTensor(ctx context.Context, t Tensor, off, size uint64, value uint8) error {
+	if !c.proto.HasMemset() {
+		return fmt.Errorf("rpc: %s MEMSET_TENSOR: protocol %s has no such command", c.addr, c.proto)
+	}
+	return c.maybeReply(ctx, CmdMemsetTensor, MemsetTensorReq{Tensor: t, Offset: off, Size: size, Value: value})
 }
 
 // BufferClear fills the whole buffer with value.
 func (c *Client) BufferClear(ctx context.Context, handle uint64, value uint8) error {
-	return c.roundTrip(ctx, CmdBufferClear, BufferClearReq{Handle: handle, Value: value}, nil)
+	return c.maybeReply(ctx, CmdBufferClear, BufferClearReq{Handle: handle, Value: value})
 }
 
 // SetTensor writes data at byte offset off of tensor t. There is no
@@ -393,9 +485,16 @@ func (c *Client) BufferClear(ctx context.Context, handle uint64, value uint8) er
 // next call that expects a response fails. Large data is written straight
 // from the caller's slice (one writev with the header), without copying.
 func (c *Client) SetTensor(ctx context.Context, t Tensor, off uint64, data []byte) error {
+	return c.SetTensorCache(ctx, t, off, data, false)
+}
+
+// SetTensorCache is SetTensor with the 7.0 cache flag: cache asks the
+// worker to keep the data for a later SET_TENSOR_HASH (before 7.0 the flag
+// does not exist and is not sent).
+func (c *Client) SetTensorCache(ctx context.Context, t Tensor, off uint64, data []byte, cache bool) error {
 	return c.call(ctx, CmdSetTensor, func() error {
-		b := AppendRequestHeader(c.scratch[:0], CmdSetTensor, uint64(SetTensorHeaderSize+len(data)))
-		b = SetTensorHeader{Tensor: t, Offset: off}.AppendTo(b)
+		b := AppendRequestHeader(c.scratch[:0], CmdSetTensor, uint64(c.proto.SetTensorHeaderSize()+len(data)))
+		b = AppendSetTensorHeader(b, c.proto, &t, cache, off)
 		c.scratch = b
 		if len(data) < directWrite {
 			if _, err := c.bw.Write(b); err != nil {
@@ -442,6 +541,7 @@ func (c *Client) SetTensorCachedAbove(ctx context.Context, t Tensor, off uint64,
 		if err != nil || ok {
 			return false, err
 		}
+		return true, c.SetTensorCache(ctx, t, off, data, true)
 	}
 	return true, c.SetTensor(ctx, t, off, data)
 }
@@ -516,7 +616,7 @@ func (c *Client) GetDeviceMemory(ctx context.Context, dev uint32) (free, total u
 // InitTensor lets the worker's backend initialise a tensor (e.g. zero the
 // row padding of quantized tensors on CUDA).
 func (c *Client) InitTensor(ctx context.Context, t Tensor) error {
-	return c.roundTrip(ctx, CmdInitTensor, InitTensorReq{t}, nil)
+	return c.maybeReply(ctx, CmdInitTensor, InitTensorReq{t})
 }
 
 // GetAllocSize returns how many bytes device dev's buffer type needs to

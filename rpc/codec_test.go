@@ -412,7 +412,7 @@ func TestTensorNameAndPadding(t *testing.T) {
 
 func TestCmd(t *testing.T) {
 	names := map[Cmd]string{CmdAllocBuffer: "ALLOC_BUFFER", CmdGraphCompute: "GRAPH_COMPUTE", CmdHello: "HELLO",
-		CmdGraphRecompute: "GRAPH_RECOMPUTE", 17: "CMD_17", CmdNone: "NONE"}
+		CmdGraphRecompute: "GRAPH_RECOMPUTE", CmdMemsetTensor: "MEMSET_TENSOR", 18: "CMD_18", CmdNone: "NONE"}
 	for c, want := range names {
 		if c.String() != want {
 			t.Errorf("%d.String() = %q, want %q", uint8(c), c.String(), want)

@@ -78,6 +78,9 @@ func (c Cmd) String() string {
 	if c < CmdCount {
 		return cmdNames[c]
 	}
+	if c == CmdMemsetTensor {
+		return "MEMSET_TENSOR"
+	}
 	if c == CmdNone {
 		return "NONE"
 	}

@@ -28,6 +28,10 @@ type Tensor struct {
 	ViewOffs uint64     // byte offset of the view inside ViewSrc
 	Data     uint64     // absolute server address (base + offset), or 0
 	Name     [64]byte   // NUL-padded name
+	// UseCount is how many graph nodes use the tensor (5.1 and later, in
+	// what was padding). Put writes it; decoding leaves it 0, since box's
+	// ggml counts uses itself.
+	UseCount int32
 }
 
 // Put serializes t into b[:TensorSize]. It panics if len(b) < TensorSize.
@@ -51,7 +55,7 @@ func (t *Tensor) Put(b []byte) {
 	le.PutUint64(b[212:], t.ViewOffs)
 	le.PutUint64(b[220:], t.Data)
 	copy(b[228:292], t.Name[:])
-	b[292], b[293], b[294], b[295] = 0, 0, 0, 0
+	le.PutUint32(b[292:], uint32(t.UseCount))
 }
 
 // AppendTo appends the 296-byte serialization of t to b.

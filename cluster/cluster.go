@@ -6,65 +6,19 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/remote"
 )
 
-// Endpoint is one worker: its RPC address and, when known, its admin API.
-type Endpoint struct {
-	Addr  string `json:"addr"`
-	Admin string `json:"admin,omitempty"` // base URL, e.g. http://10.0.0.5:50053
-}
+// Endpoint is api.Endpoint: a worker's RPC address and admin URL.
+type Endpoint = api.Endpoint
 
-// ParseEndpoints reads a --rpc list: "host:port[@adminhost:adminport]",
-// comma-separated. Without "@", the admin API is assumed at the RPC port
-// plus one (box worker's defaults are 50052 and 50053); it is only used for
-// display, and a node whose admin API does not answer is still served.
-func ParseEndpoints(s string) ([]Endpoint, error) {
-	var out []Endpoint
-	seen := map[string]bool{}
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		addr, admin, hasAdmin := strings.Cut(item, "@")
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("--rpc %q: want host:port (%v)", item, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 1 || p > 65535 {
-			return nil, fmt.Errorf("--rpc %q: bad port", item)
-		}
-		if seen[addr] {
-			return nil, fmt.Errorf("--rpc lists %s twice", addr)
-		}
-		seen[addr] = true
-		ep := Endpoint{Addr: addr}
-		switch {
-		case hasAdmin:
-			if _, _, err := net.SplitHostPort(admin); err != nil {
-				return nil, fmt.Errorf("--rpc %q: admin address %q: want host:port", item, admin)
-			}
-			ep.Admin = "http://" + admin
-		case p < 65535:
-			ep.Admin = "http://" + net.JoinHostPort(host, strconv.Itoa(p+1))
-		}
-		out = append(out, ep)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("--rpc: no workers given")
-	}
-	return out, nil
-}
+// ParseEndpoints reads a --rpc list (api.ParseEndpoints).
+func ParseEndpoints(s string) ([]Endpoint, error) { return api.ParseEndpoints(s) }
 
 // Cluster holds the connections to every worker.
 type Cluster struct {
@@ -191,17 +145,7 @@ func (c *Cluster) Uploads() []Upload {
 }
 
 // NodeView is one worker in GET /v1/cluster.
-type NodeView struct {
-	Addr        string    `json:"addr"`
-	Admin       string    `json:"admin,omitempty"`
-	State       string    `json:"state"` // up, down
-	DownSince   time.Time `json:"down_since,omitzero"`
-	Error       string    `json:"error,omitempty"`
-	Devices     []string  `json:"devices"`
-	Layers      int       `json:"layers"`       // layers the head placed there
-	PlacedBytes int64     `json:"placed_bytes"` // bytes in buffers the head holds there
-	Buffers     int64     `json:"buffers"`
-}
+type NodeView = api.ClusterWorker
 
 // View reports every node; layers come from the last plan.
 func (c *Cluster) View(plan *Plan) []NodeView {

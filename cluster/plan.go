@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	parser "github.com/gpustack/gguf-parser-go"
+
+	"github.com/boxproj/box/api"
 )
 
 // PlanOptions are what the split depends on.
@@ -23,17 +25,7 @@ type PlanOptions struct {
 }
 
 // Share is what the plan puts on one worker.
-type Share struct {
-	Endpoint
-	Fraction float64 `json:"fraction"`
-	Layers   int     `json:"layers"`
-	Output   bool    `json:"output_layer"`
-	Weights  uint64  `json:"weight_bytes"`
-	KV       uint64  `json:"kv_bytes"`
-	Compute  uint64  `json:"compute_bytes"`
-	Need     uint64  `json:"need_bytes"`
-	Free     uint64  `json:"free_bytes"`
-}
+type Share = api.PlanShare
 
 // Plan is how a model is spread: what to pass llama.cpp and what each
 // worker is expected to hold.

@@ -348,7 +348,7 @@ func newConnLeaks(r *runner, base, after sample) []Leak {
 			if known[c.ID] || c.Bytes == 0 {
 				continue
 			}
-			out = append(out, Leak{Worker: r.workers[i].ep.Addr, Conn: c.ID, Peer: c.Peer, State: c.State, Buffers: len(c.Buffers), Bytes: c.Bytes})
+			out = append(out, Leak{Worker: r.workers[i].ep.Addr, Conn: c.ID, Peer: c.Peer, State: string(c.State), Buffers: len(c.Buffers), Bytes: c.Bytes})
 		}
 	}
 	return out
@@ -383,7 +383,7 @@ func foreignConns(r *runner, after sample) []Leak {
 			if c.Bytes == 0 || i < len(r.ours) && r.ours[i][c.ID] {
 				continue
 			}
-			out = append(out, Leak{Worker: r.workers[i].ep.Addr, Conn: c.ID, Peer: c.Peer, State: c.State, Buffers: len(c.Buffers), Bytes: c.Bytes})
+			out = append(out, Leak{Worker: r.workers[i].ep.Addr, Conn: c.ID, Peer: c.Peer, State: string(c.State), Buffers: len(c.Buffers), Bytes: c.Bytes})
 		}
 	}
 	return out

@@ -25,7 +25,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/boxproj/box/cluster"
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/synth"
 )
 
@@ -74,8 +74,8 @@ type Options struct {
 	Demo     bool   // the built-in tiny synthetic model
 	CacheDir string // where synthetic models are kept (Demo and the kill-during-load model)
 
-	RPC     []cluster.Endpoint // existing workers; empty: start Workers local ones
-	Workers int                // local workers to start (default 2)
+	RPC     []api.Endpoint // existing workers; empty: start Workers local ones
+	Workers int            // local workers to start (default 2)
 
 	Modes          []Mode
 	Requests       int           // chat requests per cycle (default 2)
@@ -164,7 +164,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if (o.Model == "") == !o.Demo {
 		return nil, setupErr("give --model FILE or --demo (one of them)")
 	}
-	r := &runner{o: o, log: o.Log, http: &http.Client{Timeout: 5 * time.Second}, judged: judgedMetrics(o.JudgeRSS)}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	r := &runner{o: o, log: o.Log, http: hc, admin: api.Client{HTTP: hc, Token: o.AdminToken}, judged: judgedMetrics(o.JudgeRSS)}
 	defer func() {
 		if r.cleanup != nil {
 			r.cleanup()
@@ -177,9 +178,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 type runner struct {
-	o    Options
-	log  io.Writer
-	http *http.Client
+	o     Options
+	log   io.Writer
+	http  *http.Client
+	admin api.Client // the workers' admin APIs
 
 	box       string
 	model     string // served model
@@ -198,7 +200,7 @@ type runner struct {
 
 // workerRef is one worker being watched.
 type workerRef struct {
-	ep    cluster.Endpoint
+	ep    api.Endpoint
 	local *proc // nil for --rpc workers
 }
 

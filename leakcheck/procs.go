@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/boxproj/box/api"
-	"github.com/boxproj/box/cluster"
 )
 
 // proc is a child process (a local worker or a head) with the tail of its
@@ -179,7 +178,7 @@ func startWorker(ctx context.Context, box, host, token string, extra []string, w
 				c.Close()
 				if c, err := net.DialTimeout("tcp", admin, time.Second); err == nil {
 					c.Close()
-					return &workerRef{ep: cluster.Endpoint{Addr: addr, Admin: "http://" + admin}, local: p}, nil
+					return &workerRef{ep: api.Endpoint{Addr: addr, Admin: "http://" + admin}, local: p}, nil
 				}
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {

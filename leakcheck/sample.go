@@ -3,13 +3,13 @@ package leakcheck
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/boxproj/box/api"
 )
 
 // The metrics compared across cycles. Each is a sum over the workers.
@@ -46,62 +46,12 @@ func contains(list []string, m string) bool {
 	return false
 }
 
-// nodeInfo and connInfo are the parts of the worker admin API used here
-// (docs/worker.md).
-type nodeInfo struct {
-	Connections int    `json:"connections"`
-	BoundBytes  uint64 `json:"bound_bytes"`
-	Devices     []struct {
-		Index       int    `json:"index"`
-		Name        string `json:"name"`
-		Type        string `json:"type"`
-		MemoryTotal uint64 `json:"memory_total"`
-		MemoryFree  uint64 `json:"memory_free"`
-		BoundBytes  uint64 `json:"bound_bytes"`
-	} `json:"devices"`
+func (r *runner) node(ctx context.Context, w *workerRef) (api.NodeInfo, error) {
+	return r.admin.Node(ctx, w.ep.Admin)
 }
 
-type connInfo struct {
-	ID      uint64 `json:"id"`
-	Peer    string `json:"peer"`
-	State   string `json:"state"`
-	Bytes   uint64 `json:"bytes"`
-	Buffers []struct {
-		Size uint64 `json:"size"`
-	} `json:"buffers"`
-}
-
-func (r *runner) getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return err
-	}
-	if r.o.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+r.o.AdminToken)
-	}
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-func (r *runner) node(ctx context.Context, w *workerRef) (nodeInfo, error) {
-	var n nodeInfo
-	err := r.getJSON(ctx, w.ep.Admin+"/v1/node", &n)
-	return n, err
-}
-
-func (r *runner) conns(ctx context.Context, w *workerRef) ([]connInfo, error) {
-	var c struct {
-		Connections []connInfo `json:"connections"`
-	}
-	err := r.getJSON(ctx, w.ep.Admin+"/v1/connections", &c)
-	return c.Connections, err
+func (r *runner) conns(ctx context.Context, w *workerRef) ([]api.ConnInfo, error) {
+	return r.admin.Connections(ctx, w.ep.Admin)
 }
 
 // workerSample is one reading of one worker.
@@ -110,7 +60,7 @@ type workerSample struct {
 	bound    uint64
 	devUsed  uint64 // over accelerators only
 	hasAccel bool
-	conns    []connInfo // only when asked for
+	conns    []api.ConnInfo // only when asked for
 	rss      uint64
 	rssOK    bool
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/remote"
@@ -464,16 +465,13 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	cl, plan, state, msg := s.cl, s.plan, s.state, s.stateErr
 	s.mu.Unlock()
-	body := map[string]any{"state": state, "workers": []cluster.NodeView{}}
-	if msg != "" {
-		body["error"] = msg
-	}
+	body := api.ClusterView{State: state, Error: msg, Workers: []api.ClusterWorker{}}
 	if cl != nil {
-		body["workers"] = cl.View(plan)
+		body.Workers = cl.View(plan)
 	}
 	if plan != nil {
-		body["local_layers"] = plan.LocalLayers
-		body["plan"] = plan.Shares
+		body.LocalLayers = &plan.LocalLayers
+		body.Plan = plan.Shares
 	}
 	writeJSON(w, 200, body)
 }

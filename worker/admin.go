@@ -11,68 +11,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/rpc"
-	"github.com/boxproj/box/worker/ctl"
 )
 
-// The admin API's JSON shapes. Field names are part of box's stable
-// interface (docs/worker.md); add fields, never rename them.
-
-// NodeInfo is GET /v1/node.
-type NodeInfo struct {
-	Version     string       `json:"version"`
-	Protocol    string       `json:"protocol"`
-	Started     time.Time    `json:"started"`
-	Connections int          `json:"connections"`
-	BoundBytes  uint64       `json:"bound_bytes"`
-	Devices     []DeviceInfo `json:"devices"`
-}
-
-// DeviceInfo is one exposed device.
-type DeviceInfo struct {
-	Index       int    `json:"index"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	Type        string `json:"type"`
-	MemoryTotal uint64 `json:"memory_total"`
-	MemoryFree  uint64 `json:"memory_free"`
-	BoundBytes  uint64 `json:"bound_bytes"`
-	MaxMemory   uint64 `json:"max_memory,omitempty"`
-}
-
-// ConnInfo is one connection in GET /v1/connections.
-type ConnInfo struct {
-	ID           uint64       `json:"id"`
-	Peer         string       `json:"peer"`
-	Since        time.Time    `json:"since"`
-	LastActivity time.Time    `json:"last_activity"`
-	State        ctl.State    `json:"state"` // handshake, serving, closed (memory not yet given back)
-	Bytes        uint64       `json:"bytes"`
-	Buffers      []BufferInfo `json:"buffers"`
-	// PID is the compute process serving the connection (0 before one is
-	// needed: a connection that only asked for device facts has none).
-	PID int `json:"pid,omitempty"`
-	// DriverBytes is what the GPU driver (NVML) reports that process holds,
-	// when NVML knows it.
-	DriverBytes uint64 `json:"driver_bytes,omitempty"`
-	// Activity counters: commands served and payload bytes in and out.
-	Commands uint64 `json:"commands"`
-	BytesIn  uint64 `json:"bytes_in"`
-	BytesOut uint64 `json:"bytes_out"`
-	// Command is the command running now (empty when waiting for one).
-	Command string `json:"command,omitempty"`
-}
-
-// BufferInfo is one buffer binding.
-type BufferInfo struct {
-	ID         uint64    `json:"id"`
-	Device     string    `json:"device"`
-	Size       uint64    `json:"size"`
-	Created    time.Time `json:"created"`
-	AgeSeconds float64   `json:"age_seconds"`
-	// Tensor is the first tensor written into the buffer: what it holds.
-	Tensor string `json:"tensor,omitempty"`
-}
+// The admin API's JSON shapes live in package api (api/SCHEMA.md).
+type (
+	NodeInfo   = api.NodeInfo
+	DeviceInfo = api.DeviceInfo
+	ConnInfo   = api.ConnInfo
+	BufferInfo = api.BufferInfo
+)
 
 // Node reports the worker's devices and totals.
 func (w *Worker) Node(version string) NodeInfo {
@@ -137,9 +86,9 @@ func (w *Worker) CloseConn(ctx context.Context, id uint64) (bool, error) {
 	if c == nil {
 		return false, nil
 	}
-	w.events.add(Event{Kind: EventClosedByOperator, Conn: id, Peer: c.peer})
+	w.events.add(Event{Kind: api.EventClosedByOperator, Conn: id, Peer: c.peer})
 	w.log.Info("connection closed by operator", "conn", id, "peer", c.peer)
-	c.terminate(ctl.ReasonOperator)
+	c.terminate(api.ReasonOperator)
 	select {
 	case <-c.done:
 		return true, nil

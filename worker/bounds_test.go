@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker/ctl"
 )
@@ -57,7 +58,7 @@ func TestSlowSendersAreReaped(t *testing.T) {
 				t.Fatal("still open")
 			}
 			e := endOf(t, w, rc.LocalAddr().String())
-			if e.Reason != ctl.ReasonMessageTimeout || time.Since(t0) > 4*time.Second {
+			if e.Reason != api.ReasonMessageTimeout || time.Since(t0) > 4*time.Second {
 				t.Fatalf("ended by %s (%s) after %v, want message-timeout after about 1s", e.Reason, e.Detail, time.Since(t0))
 			}
 			waitBound(t, w, 0, time.Second)
@@ -223,7 +224,7 @@ func TestConnectionsAreBounded(t *testing.T) {
 	}
 	found := false
 	for _, e := range w.events.since(0) {
-		found = found || e.Kind == EventRefused && strings.Contains(e.Detail, "max-conns-per-peer")
+		found = found || e.Kind == api.EventRefused && strings.Contains(e.Detail, "max-conns-per-peer")
 	}
 	if !found || len(w.Connections()) != 3 {
 		t.Fatalf("refusal not recorded: %+v", w.events.since(0))
@@ -431,7 +432,7 @@ func TestFloodsInsideMemoryCgroup(t *testing.T) {
 	resp.Body.Close()
 	limits := map[string]int{}
 	for _, e := range evs.Events {
-		if e.Kind == EventQuota {
+		if e.Kind == api.EventQuota {
 			limits[e.Detail]++
 		}
 	}

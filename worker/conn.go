@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker/cache"
 	"github.com/boxproj/box/worker/ctl"
@@ -44,7 +45,7 @@ type conn struct {
 
 	mu         sync.Mutex
 	nc         net.Conn // the supervisor's copy, until a process has it
-	state      ctl.State
+	state      api.State
 	buffers    map[uint64]*binding
 	devBytes   []uint64 // buffer bytes per device
 	bytes      uint64   // buffer bytes in all
@@ -53,7 +54,7 @@ type conn struct {
 	nbuf       int      // buffers, granted or bound
 	refused    map[string]bool
 	proc       *proc
-	ended      ctl.Reason // set by the supervisor when it ends the connection
+	ended      api.Reason // set by the supervisor when it ends the connection
 	report     *ctl.Msg   // the process's own account of the end
 	lastActive time.Time  // before a process exists
 }
@@ -76,7 +77,7 @@ type proc struct {
 func newConn(w *Worker, id uint64, nc net.Conn) *conn {
 	now := time.Now()
 	return &conn{w: w, id: id, peer: nc.RemoteAddr().String(), since: now, done: make(chan struct{}),
-		nc: nc, state: ctl.StateHandshake, buffers: map[uint64]*binding{}, devBytes: make([]uint64, len(w.devs)),
+		nc: nc, state: api.StateHandshake, buffers: map[uint64]*binding{}, devBytes: make([]uint64, len(w.devs)),
 		lastActive: now}
 }
 
@@ -100,14 +101,14 @@ func (c *conn) run() {
 
 // front answers the first commands itself until one needs a backend; it
 // returns the bytes read but not served, or why the connection ended.
-func (c *conn) front() (prefix []byte, reason ctl.Reason, detail, kind string) {
+func (c *conn) front() (prefix []byte, reason api.Reason, detail, kind string) {
 	nc := c.nc
 	br := bufio.NewReaderSize(nc, 4096)
 	bw := bufio.NewWriterSize(nc, 4096)
-	end := func(err error) ([]byte, ctl.Reason, string, string) {
+	end := func(err error) ([]byte, api.Reason, string, string) {
 		var pe *rpc.ProtocolError
 		if errors.As(err, &pe) {
-			return nil, ctl.ReasonViolation, pe.Error(), pe.Kind
+			return nil, api.ReasonViolation, pe.Error(), pe.Kind
 		}
 		if r := c.endedBy(); r != "" {
 			return nil, r, "", ""
@@ -129,8 +130,8 @@ func (c *conn) front() (prefix []byte, reason ctl.Reason, detail, kind string) {
 		nc.SetReadDeadline(time.Now().Add(ctl.MessageDeadline(cfg.MessageTimeout, cfg.MessageMinRate, rpc.RequestHeaderSize+8)))
 		cmd, size, err := rpc.ReadRequestHeader(br)
 		if err != nil {
-			if r, _ := ctl.Classify(err); r == ctl.ReasonIdle {
-				return nil, ctl.ReasonMessageTimeout, "a message did not arrive within --message-timeout", ""
+			if r, _ := ctl.Classify(err); r == api.ReasonIdle {
+				return nil, api.ReasonMessageTimeout, "a message did not arrive within --message-timeout", ""
 			}
 			return end(err)
 		}
@@ -162,7 +163,7 @@ func (c *conn) frontCommand(cmd rpc.Cmd, size uint64, br *bufio.Reader, bw *bufi
 	c.mu.Lock()
 	state := c.state
 	c.mu.Unlock()
-	if state == ctl.StateHandshake {
+	if state == api.StateHandshake {
 		if cmd != rpc.CmdHello {
 			return violation(cmd, "hello", "first command must be HELLO, got %s", cmd)
 		}
@@ -170,7 +171,7 @@ func (c *conn) frontCommand(cmd rpc.Cmd, size uint64, br *bufio.Reader, bw *bufi
 			return violation(cmd, "hello", "HELLO carries %d bytes; a 3.x client sends none (newer protocol?)", size)
 		}
 		c.mu.Lock()
-		c.state = ctl.StateServing
+		c.state = api.StateServing
 		c.mu.Unlock()
 		return rpc.WriteResponse(bw, []byte{rpc.ProtoMajor, rpc.ProtoMinor, rpc.ProtoPatch})
 	}
@@ -243,7 +244,7 @@ func (e *exitInfo) String() string {
 
 // serveInProcess hands the connection to a new compute process and
 // supervises it until it has exited.
-func (c *conn) serveInProcess(prefix []byte) (*exitInfo, ctl.Reason, string, string) {
+func (c *conn) serveInProcess(prefix []byte) (*exitInfo, api.Reason, string, string) {
 	p, err := c.start(prefix)
 	if err != nil {
 		if r := c.endedBy(); r != "" {
@@ -251,10 +252,10 @@ func (c *conn) serveInProcess(prefix []byte) (*exitInfo, ctl.Reason, string, str
 		}
 		var q *quotaRefusal
 		if errors.As(err, &q) {
-			return nil, ctl.ReasonQuota, "no room for a compute process under " + q.limit, ""
+			return nil, api.ReasonQuota, "no room for a compute process under " + q.limit, ""
 		}
 		c.w.log.Error("cannot start a compute process", "conn", c.id, "err", err)
-		return nil, ctl.ReasonError, err.Error(), ""
+		return nil, api.ReasonError, err.Error(), ""
 	}
 	stderrDone := make(chan struct{})
 	go func() {
@@ -288,10 +289,10 @@ func (c *conn) serveInProcess(prefix []byte) (*exitInfo, ctl.Reason, string, str
 		return exit, ended, "", ""
 	case report != nil && !exit.crashed():
 		return exit, report.Reason, report.Detail, report.Violation
-	case report != nil && report.Reason == ctl.ReasonCrashed:
-		return exit, ctl.ReasonCrashed, report.Detail, ""
+	case report != nil && report.Reason == api.ReasonCrashed:
+		return exit, api.ReasonCrashed, report.Detail, ""
 	default:
-		return exit, ctl.ReasonCrashed, exit.String(), ""
+		return exit, api.ReasonCrashed, exit.String(), ""
 	}
 }
 
@@ -312,7 +313,7 @@ func (c *conn) start(prefix []byte) (*proc, error) {
 	// accounted as ended.
 	if limit, ok := c.w.reserve(c, cost{dev: -1, host: ctl.ProcessOverhead}); !ok {
 		c.w.met.quotaRefusals.WithLabelValues(limit).Inc()
-		c.w.events.add(Event{Kind: EventQuota, Conn: c.id, Peer: c.peer, Bytes: ctl.ProcessOverhead, Detail: limit + ": no room for a compute process"})
+		c.w.events.add(Event{Kind: api.EventQuota, Conn: c.id, Peer: c.peer, Bytes: ctl.ProcessOverhead, Detail: limit + ": no room for a compute process"})
 		return nil, &quotaRefusal{limit: limit}
 	}
 	client, err := tc.File()
@@ -421,7 +422,7 @@ func (c *conn) control(p *proc) {
 				// One event and log line per connection and quota: a
 				// client that keeps asking must not flood them.
 				if c.firstRefusal(limit) {
-					w.events.add(Event{Kind: EventQuota, Conn: c.id, Peer: c.peer, Bytes: m.Size, Detail: limit})
+					w.events.add(Event{Kind: api.EventQuota, Conn: c.id, Peer: c.peer, Bytes: m.Size, Detail: limit})
 					w.log.Warn(what+" refused by quota (further refusals of this connection are only counted)", "conn", c.id,
 						"device", dev, "bytes", m.Size, "limit", limit)
 				}
@@ -466,7 +467,7 @@ func (c *conn) control(p *proc) {
 		case ctl.OpEnd:
 			c.mu.Lock()
 			c.report = &m
-			c.state = ctl.StateClosed
+			c.state = api.StateClosed
 			c.mu.Unlock()
 			// The process exits next. If it does not, its memory is not
 			// given back: say so while it lingers.
@@ -487,7 +488,7 @@ func (c *conn) expectExit(p *proc) {
 		n, bytes := len(c.buffers), c.bytes
 		c.mu.Unlock()
 		c.w.met.unreleased.Inc()
-		c.w.events.add(Event{Kind: EventUnreleased, Conn: c.id, Peer: c.peer, PID: p.pid, Buffers: n, Bytes: bytes,
+		c.w.events.add(Event{Kind: api.EventUnreleased, Conn: c.id, Peer: c.peer, PID: p.pid, Buffers: n, Bytes: bytes,
 			Detail: fmt.Sprintf("process %d still alive %v after its connection ended", p.pid, unreleasedAfter)})
 		c.w.log.Error("memory not given back: the connection ended but its process lives on", "conn", c.id, "pid", p.pid,
 			"buffers", n, "bytes", bytes)
@@ -545,7 +546,7 @@ func (p *proc) crashLine() string {
 }
 
 // endedBy is the reason the supervisor ended the connection, if it did.
-func (c *conn) endedBy() ctl.Reason {
+func (c *conn) endedBy() api.Reason {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ended
@@ -553,7 +554,7 @@ func (c *conn) endedBy() ctl.Reason {
 
 // terminate ends the connection now: its process is killed (or, before
 // one exists, its socket closed). The first reason given wins.
-func (c *conn) terminate(why ctl.Reason) {
+func (c *conn) terminate(why api.Reason) {
 	c.mu.Lock()
 	if c.ended == "" {
 		c.ended = why
@@ -571,7 +572,7 @@ func (c *conn) terminate(why ctl.Reason) {
 func (c *conn) drain() {
 	c.mu.Lock()
 	if c.ended == "" {
-		c.ended = ctl.ReasonShutdown
+		c.ended = api.ReasonShutdown
 	}
 	p, nc := c.proc, c.nc
 	c.mu.Unlock()
@@ -596,11 +597,11 @@ func (c *conn) activity() (ctl.Activity, bool) {
 // exited and been reaped, so the kernel and the driver have its memory
 // back; the quota it held returns, and the end is logged, counted and
 // recorded as an event.
-func (c *conn) finish(reason ctl.Reason, detail, violationKind string, exit *exitInfo) {
+func (c *conn) finish(reason api.Reason, detail, violationKind string, exit *exitInfo) {
 	w := c.w
 	w.mu.Lock()
 	c.mu.Lock()
-	c.state = ctl.StateClosed
+	c.state = api.StateClosed
 	n, bytes := len(c.buffers), c.bytes
 	c.buffers = map[uint64]*binding{}
 	// Everything it held is back: the process is reaped.
@@ -633,24 +634,24 @@ func (c *conn) finish(reason ctl.Reason, detail, violationKind string, exit *exi
 
 	w.met.connections.Dec()
 	w.met.closes.WithLabelValues(string(reason)).Inc()
-	if reason == ctl.ReasonDeadPeer || reason == ctl.ReasonIdle {
+	if reason == api.ReasonDeadPeer || reason == api.ReasonIdle {
 		w.met.reaped.WithLabelValues(string(reason)).Inc()
 	}
 	if violationKind != "" {
 		w.met.protoErrors.WithLabelValues(violationKind).Inc()
 	}
-	kind := EventDisconnect
-	if reason == ctl.ReasonCrashed {
-		kind = EventCrashed
+	kind := api.EventDisconnect
+	if reason == api.ReasonCrashed {
+		kind = api.EventCrashed
 		w.met.crashes.Inc()
 	}
 	w.events.add(Event{Kind: kind, Conn: c.id, Peer: c.peer, PID: pid, Reason: reason, Detail: detail, Violation: violationKind,
 		Buffers: n, Bytes: bytes})
 	log := w.log.Info
 	switch reason {
-	case ctl.ReasonViolation, ctl.ReasonDeadPeer, ctl.ReasonError, ctl.ReasonComputeTimeout:
+	case api.ReasonViolation, api.ReasonDeadPeer, api.ReasonError, api.ReasonComputeTimeout:
 		log = w.log.Warn
-	case ctl.ReasonCrashed:
+	case api.ReasonCrashed:
 		log = w.log.Error
 	}
 	args := []any{"conn", c.id, "peer", c.peer, "reason", reason, "buffers", n, "bytes", bytes}
@@ -684,7 +685,7 @@ func (w *Worker) verifyReleased(c *conn, pid int) {
 		}
 		if time.Now().After(deadline) {
 			w.met.unreleased.Inc()
-			w.events.add(Event{Kind: EventUnreleased, Conn: c.id, Peer: c.peer, PID: pid, Bytes: held,
+			w.events.add(Event{Kind: api.EventUnreleased, Conn: c.id, Peer: c.peer, PID: pid, Bytes: held,
 				Detail: fmt.Sprintf("the GPU driver still lists process %d 5s after it exited", pid)})
 			w.log.Error("GPU memory not given back after the process exited", "conn", c.id, "pid", pid, "bytes", held)
 			return

@@ -4,41 +4,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/boxproj/box/worker/ctl"
+	"github.com/boxproj/box/api"
 )
 
-// EventKind says what happened.
-type EventKind string
-
-const (
-	EventConnect    EventKind = "connect"
-	EventDisconnect EventKind = "disconnect" // ended; Reason says why
-	EventCrashed    EventKind = "crashed"    // its compute process died; Detail has the last words
-	// EventUnreleased: a connection's memory was not given back (its
-	// process outlived its connection, or the GPU driver still lists it).
-	EventUnreleased       EventKind = "unreleased"
-	EventQuota            EventKind = "quota"   // an allocation refused by a quota
-	EventRefused          EventKind = "refused" // a connection refused by --allow
-	EventClosedByOperator EventKind = "closed-by-operator"
-	EventShutdown         EventKind = "shutdown"
+// Event and EventKind are the wire types of GET /v1/events (package api).
+type (
+	Event     = api.Event
+	EventKind = api.EventKind
 )
-
-// Event is one lifecycle event, as /v1/events reports it.
-type Event struct {
-	Seq     uint64     `json:"seq"`
-	Time    time.Time  `json:"time"`
-	Kind    EventKind  `json:"kind"`
-	Conn    uint64     `json:"conn,omitempty"`
-	Peer    string     `json:"peer,omitempty"`
-	PID     int        `json:"pid,omitempty"`    // the connection's compute process
-	Reason  ctl.Reason `json:"reason,omitempty"` // why a connection ended
-	Buffers int        `json:"buffers,omitempty"`
-	Bytes   uint64     `json:"bytes,omitempty"`
-	Detail  string     `json:"detail,omitempty"`
-	// Violation is the protocol error's kind (size, device, type, buffer,
-	// range, graph, op, index, hello, command, ...) when Reason is violation.
-	Violation string `json:"violation,omitempty"`
-}
 
 // eventLog is a ring of recent events with live subscribers.
 type eventLog struct {

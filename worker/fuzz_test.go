@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/rpc"
 )
 
@@ -110,7 +111,7 @@ func FuzzConnStream(f *testing.F) {
 			t.Fatalf("%d bytes still bound after the connection ended", b)
 		}
 		for _, e := range w.events.since(0) {
-			if e.Kind == EventCrashed && e.Peer == local {
+			if e.Kind == api.EventCrashed && e.Peer == local {
 				t.Fatalf("the compute process crashed: %s", e.Detail)
 			}
 		}

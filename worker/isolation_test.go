@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/rpc"
-	"github.com/boxproj/box/worker/ctl"
 )
 
 // bystander is a client that holds 16 MiB and checks, whenever asked, that
@@ -83,7 +83,7 @@ func endOf(t *testing.T, w *testWorker, peer string) Event {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, e := range w.events.since(0) {
-			if e.Peer == peer && (e.Kind == EventDisconnect || e.Kind == EventCrashed) {
+			if e.Peer == peer && (e.Kind == api.EventDisconnect || e.Kind == api.EventCrashed) {
 				return e
 			}
 		}
@@ -102,11 +102,11 @@ func TestAttacksEndOnlyTheirConnection(t *testing.T) {
 	bs := newBystander(t, w)
 	for _, tc := range []struct {
 		name string
-		want ctl.Reason // ReasonViolation: validation stops it first
+		want api.Reason // ReasonViolation: validation stops it first
 		kind string     // violation kind
 		run  func(t *testing.T, rc *rawConn)
 	}{
-		{"get_rows index overwritten by an earlier node", ctl.ReasonViolation, "index", func(t *testing.T, rc *rawConn) {
+		{"get_rows index overwritten by an earlier node", api.ReasonViolation, "index", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 4096)
 			emb := f32t(1, h, base, 4, 2)
 			idx := i32t(2, h, base+64, 1)  // checked before compute: 0 is a valid row
@@ -119,7 +119,7 @@ func TestAttacksEndOnlyTheirConnection(t *testing.T) {
 			rc.send(rpc.CmdSetTensor, rpc.SetTensorReq{SetTensorHeader: rpc.SetTensorHeader{Tensor: bad}, Data: binary.LittleEndian.AppendUint32(nil, 1<<20)}.Encode())
 			rc.send(rpc.CmdGraphCompute, graphMsg([]uint64{4, 5}, emb, idx, bad, over, rows))
 		}},
-		{"mul_mat whose src0 rows overlap", ctl.ReasonViolation, "op", func(t *testing.T, rc *rawConn) {
+		{"mul_mat whose src0 rows overlap", api.ReasonViolation, "op", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 1<<16)
 			a := f32t(1, h, base, 64, 4)
 			a.NB[1] = 4 // rows one element apart: lda < k
@@ -129,7 +129,7 @@ func TestAttacksEndOnlyTheirConnection(t *testing.T) {
 			y.Op, y.Src[0], y.Src[1] = rpc.OpMulMat, 1, 2
 			rc.send(rpc.CmdGraphCompute, graphMsg([]uint64{3}, a, b, y))
 		}},
-		{"mul_mat whose result rows overlap", ctl.ReasonViolation, "op", func(t *testing.T, rc *rawConn) {
+		{"mul_mat whose result rows overlap", api.ReasonViolation, "op", func(t *testing.T, rc *rawConn) {
 			h, base := rc.alloc(t, 1<<16)
 			a := f32t(1, h, base, 64, 4)
 			b := f32t(2, h, base+4096, 64, 2)
@@ -138,7 +138,7 @@ func TestAttacksEndOnlyTheirConnection(t *testing.T) {
 			y.Op, y.Src[0], y.Src[1] = rpc.OpMulMat, 1, 2
 			rc.send(rpc.CmdGraphCompute, graphMsg([]uint64{3}, a, b, y))
 		}},
-		{"set_tensor_hash of a cached entry longer than the tensor", ctl.ReasonViolation, "range", func(t *testing.T, rc *rawConn) {
+		{"set_tensor_hash of a cached entry longer than the tensor", api.ReasonViolation, "range", func(t *testing.T, rc *rawConn) {
 			const n = rpc.BoxCacheThreshold + 4096
 			h, base := rc.alloc(t, n+4096)
 			big := rpc.Tensor{ID: 1, Type: 24, Buffer: h, Data: base, NE: [4]uint32{n, 1, 1, 1}, NB: [4]uint32{1, n, n, n}}
@@ -185,7 +185,7 @@ func TestCrashedProcessEndsOnlyItsConnection(t *testing.T) {
 		t.Fatalf("no compute process to crash (pid %d)", pid)
 	}
 	e := endOf(t, w, victim.LocalAddr().String())
-	if e.Kind != EventCrashed || e.Reason != ctl.ReasonCrashed || e.PID != pid || e.Bytes != 8<<20 ||
+	if e.Kind != api.EventCrashed || e.Reason != api.ReasonCrashed || e.PID != pid || e.Bytes != 8<<20 ||
 		!strings.Contains(e.Detail, "SIGABRT") {
 		t.Fatalf("crash reported as %+v", e)
 	}
@@ -267,7 +267,7 @@ func TestHugeGraphIsBounded(t *testing.T) {
 		t0 := time.Now()
 		e := endOf(t, w, rc.LocalAddr().String())
 		took := time.Since(t0)
-		if e.Reason != ctl.ReasonComputeTimeout || took < 4*time.Second || took > 6*time.Second {
+		if e.Reason != api.ReasonComputeTimeout || took < 4*time.Second || took > 6*time.Second {
 			t.Fatalf("ended by %s after %v, want compute-timeout at 5s ± 1", e.Reason, took)
 		}
 		t.Logf("compute-timeout after %v", took.Round(10*time.Millisecond))
@@ -314,7 +314,7 @@ func TestManyKilledClientsLeaveNothing(t *testing.T) {
 	}
 	var started float64
 	for _, e := range w.events.since(0) {
-		if e.Kind == EventDisconnect && e.PID != 0 {
+		if e.Kind == api.EventDisconnect && e.PID != 0 {
 			started++
 		}
 	}

@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker/compute/computetest"
-	"github.com/boxproj/box/worker/ctl"
 )
 
 // The test binary doubles as a client process (for kill -9 and network
@@ -469,7 +469,7 @@ func TestLeakFaultKeepsBuffersUntilKilled(t *testing.T) {
 			waitFor := time.Now().Add(5 * time.Second)
 			for {
 				conns = w.Connections()
-				if len(conns) == 1 && conns[0].State == ctl.StateClosed {
+				if len(conns) == 1 && conns[0].State == api.StateClosed {
 					break
 				}
 				if time.Now().After(waitFor) {
@@ -480,7 +480,7 @@ func TestLeakFaultKeepsBuffersUntilKilled(t *testing.T) {
 			if w.BoundBytes() != 3<<20 || len(conns[0].Buffers) != 1 || conns[0].PID == 0 {
 				t.Fatalf("bound %d, conn %+v: want the leaked 3 MiB in one buffer of a live process", w.BoundBytes(), conns[0])
 			}
-			waitEvent(t, w, EventUnreleased, 5*time.Second)
+			waitEvent(t, w, api.EventUnreleased, 5*time.Second)
 			switch end {
 			case "operator":
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/hostmem"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker/cache"
@@ -278,7 +279,7 @@ func (w *Worker) accept(nc net.Conn) {
 		ap, perr := netip.ParseAddrPort(peer)
 		if perr != nil || !slices.ContainsFunc(w.cfg.Allow, func(p netip.Prefix) bool { return p.Contains(ap.Addr().Unmap()) }) {
 			w.log.Warn("connection refused by --allow", "peer", peer)
-			w.events.add(Event{Kind: EventRefused, Peer: peer, Detail: "not in --allow"})
+			w.events.add(Event{Kind: api.EventRefused, Peer: peer, Detail: "not in --allow"})
 			w.met.refused.WithLabelValues("allow").Inc()
 			nc.Close()
 			return
@@ -302,7 +303,7 @@ func (w *Worker) accept(nc net.Conn) {
 	if limit != "" {
 		w.mu.Unlock()
 		w.log.Warn("connection refused: too many connections", "peer", peer, "limit", limit)
-		w.events.add(Event{Kind: EventRefused, Peer: peer, Detail: limit})
+		w.events.add(Event{Kind: api.EventRefused, Peer: peer, Detail: limit})
 		w.met.refused.WithLabelValues("max-conns").Inc()
 		nc.Close()
 		return
@@ -315,7 +316,7 @@ func (w *Worker) accept(nc net.Conn) {
 	w.wg.Add(1)
 	w.mu.Unlock()
 	w.met.connections.Inc()
-	w.events.add(Event{Kind: EventConnect, Conn: c.id, Peer: peer})
+	w.events.add(Event{Kind: api.EventConnect, Conn: c.id, Peer: peer})
 	w.log.Info("connection opened", "conn", c.id, "peer", peer)
 	go func() {
 		defer w.wg.Done()
@@ -342,7 +343,7 @@ func (w *Worker) watch(ctx context.Context) {
 				if (cmd == rpc.CmdGraphCompute || cmd == rpc.CmdGraphRecompute) && now.Sub(a.Since) > w.cfg.MaxComputeTime {
 					w.log.Warn("graph ran past --max-compute-time; ending the connection", "conn", c.id, "peer", c.peer,
 						"limit", w.cfg.MaxComputeTime)
-					c.terminate(ctl.ReasonComputeTimeout)
+					c.terminate(api.ReasonComputeTimeout)
 				}
 			}
 		}
@@ -374,11 +375,11 @@ func (w *Worker) shutdown() {
 	case <-time.After(w.cfg.Grace):
 		for _, c := range w.connList() {
 			w.log.Warn("connection did not end within --grace; killing its process", "conn", c.id, "grace", w.cfg.Grace)
-			c.terminate(ctl.ReasonShutdown)
+			c.terminate(api.ReasonShutdown)
 		}
 		<-all
 	}
-	w.events.add(Event{Kind: EventShutdown, Bytes: w.freedTotal.Load()})
+	w.events.add(Event{Kind: api.EventShutdown, Bytes: w.freedTotal.Load()})
 	w.log.Info("worker stopped", "bytes_freed", w.freedTotal.Load())
 }
 

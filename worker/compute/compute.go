@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/ggml"
 	"github.com/boxproj/box/worker/cache"
 	"github.com/boxproj/box/worker/ctl"
@@ -154,7 +155,7 @@ func Serve(stderr io.Writer) (code int) {
 		// The panic guard ends in the same place as every other end: the
 		// end message, then exit.
 		if r := recover(); r != nil {
-			sup.tell(ctl.Msg{Op: ctl.OpEnd, Reason: ctl.ReasonCrashed, Detail: fmt.Sprintf("panic: %v", r)})
+			sup.tell(ctl.Msg{Op: ctl.OpEnd, Reason: api.ReasonCrashed, Detail: fmt.Sprintf("panic: %v", r)})
 			fmt.Fprintf(stderr, "panic: %v\n", r)
 			code = ExitPanic
 		}

@@ -6,12 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/boxproj/box/api"
 	"io"
 	"net"
 	"sync/atomic"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/ggml"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker/cache"

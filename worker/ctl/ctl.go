@@ -15,33 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
-)
 
-// State is where a connection is in its life.
-type State string
-
-const (
-	StateHandshake State = "handshake" // before HELLO
-	StateServing   State = "serving"
-	StateClosed    State = "closed" // ended; shown only while memory is not yet given back
-)
-
-// Reason says why a connection ended. The values are metric labels and
-// appear in events and logs.
-type Reason string
-
-const (
-	ReasonClosed         Reason = "closed"          // EOF or reset by the client
-	ReasonDeadPeer       Reason = "dead-peer"       // keepalive found the peer's host gone
-	ReasonIdle           Reason = "idle"            // --idle-timeout
-	ReasonViolation      Reason = "violation"       // a protocol violation
-	ReasonError          Reason = "error"           // an I/O or internal error
-	ReasonOperator       Reason = "operator"        // POST /v1/connections/{id}/close
-	ReasonShutdown       Reason = "shutdown"        // the worker stopped
-	ReasonComputeTimeout Reason = "compute-timeout" // a graph ran past --max-compute-time
-	ReasonCrashed        Reason = "crashed"         // the compute process died (signal, abort, panic)
-	ReasonQuota          Reason = "quota"           // it needed more memory than its quotas allow
-	ReasonMessageTimeout Reason = "message-timeout" // a message did not arrive in time (slow or stalled sender)
+	"github.com/boxproj/box/api"
 )
 
 // What the worker counts for memory that is not a buffer's bytes. A
@@ -123,12 +98,12 @@ type Msg struct {
 	// Buffer marks a reserve or unreserve of a whole buffer (it counts
 	// against --max-buffers-per-conn and costs BufferOverhead); Host marks
 	// host memory held outside any buffer (messages in flight, graphs).
-	Buffer    bool   `json:"buffer,omitempty"`
-	Host      bool   `json:"host,omitempty"`
-	Name      string `json:"name,omitempty"`
-	Reason    Reason `json:"reason,omitempty"`
-	Detail    string `json:"detail,omitempty"`
-	Violation string `json:"violation,omitempty"`
+	Buffer    bool       `json:"buffer,omitempty"`
+	Host      bool       `json:"host,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Reason    api.Reason `json:"reason,omitempty"`
+	Detail    string     `json:"detail,omitempty"`
+	Violation string     `json:"violation,omitempty"`
 }
 
 // Reply answers a Msg that asked (reserve, memory).
@@ -181,21 +156,21 @@ func MessageDeadline(timeout time.Duration, minRate, size uint64) time.Duration 
 }
 
 // Classify names the end of a connection from the error that ended it.
-func Classify(err error) (Reason, string) {
+func Classify(err error) (api.Reason, string) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return ReasonClosed, ""
+		return api.ReasonClosed, ""
 	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		// Only keepalive probes (or unacknowledged writes) find these on an
 		// otherwise quiet connection: the peer's host is gone.
-		return ReasonDeadPeer, "keepalive: " + err.Error()
+		return api.ReasonDeadPeer, "keepalive: " + err.Error()
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
-		return ReasonIdle, "no message within --idle-timeout"
+		return api.ReasonIdle, "no message within --idle-timeout"
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return ReasonClosed, "peer closed mid-message"
+		return api.ReasonClosed, "peer closed mid-message"
 	default:
-		return ReasonError, err.Error()
+		return api.ReasonError, err.Error()
 	}
 }
 

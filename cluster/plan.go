@@ -31,7 +31,7 @@ type Share = api.PlanShare
 // worker is expected to hold.
 type Plan struct {
 	Devices     []string  // remote ggml devices, one per worker device
-	TensorSplit []float32 // their shares
+	TensorSplit []float32 // their shares: block counts (blockSplit)
 	GPULayers   int       // layers offloaded to them; -1 = all (and the output layer)
 	LocalLayers int
 	Shares      []Share
@@ -115,16 +115,21 @@ func (c *Cluster) Plan(ctx context.Context, modelPath string, o PlanOptions) (*P
 			p.GPULayers = layers - p.LocalLayers
 		}
 	}
+	split := blockSplit(weights[:nRemote], layers, p.GPULayers)
+	splitTotal := 0.0
+	for _, v := range split {
+		splitTotal += v
+	}
 	for i, n := range c.nodes {
 		p.Devices = append(p.Devices, n.Devices()[0].Name)
-		p.TensorSplit = append(p.TensorSplit, float32(weights[i]/remoteTotal))
+		p.TensorSplit = append(p.TensorSplit, float32(split[i]))
 	}
 
 	cum := make([]float64, nRemote)
 	acc := 0.0
 	for i := range cum {
-		acc += weights[i] / remoteTotal
-		cum[i] = acc
+		acc += split[i]
+		cum[i] = acc / splitTotal
 	}
 	cum[nRemote-1] = 1
 	addrs := make([]string, nRemote)
@@ -163,6 +168,71 @@ func (c *Cluster) Plan(ctx context.Context, modelPath string, o PlanOptions) (*P
 		}
 	}
 	return p, nil
+}
+
+// blockSplit is the tensor split to hand llama.cpp (and gguf-parser-go) for
+// the given worker weights: each worker's number of blocks, apportioned by
+// largest remainder, the output layer counted on the worker with the last
+// block when it is offloaded (gpuLayers < 0).
+//
+// Both cut the offloaded layers at the split's cumulative fractions, and an
+// offloaded output layer counts as one layer more, so weights as fractions
+// do not give the blocks asked for: 1,1 over 2 blocks gave the first worker
+// both blocks and the second only the output layer (8 blocks: 5 and 3). With
+// whole counts the cut points fall exactly between blocks (layer i of n goes
+// to the first device whose cumulative count / n exceeds i / n, compared in
+// the same floating-point operations), so 1,1 gives 1 and 1, 4 and 4.
+func blockSplit(weights []float64, layers, gpuLayers int) []float64 {
+	blocks := layers
+	if gpuLayers >= 0 {
+		blocks = gpuLayers
+	}
+	split := make([]float64, len(weights))
+	if blocks <= 0 {
+		copy(split, weights)
+		return split
+	}
+	last := 0
+	for i, n := range apportion(weights, blocks) {
+		split[i] = float64(n)
+		if n > 0 {
+			last = i
+		}
+	}
+	if gpuLayers < 0 {
+		split[last]++
+	}
+	return split
+}
+
+// apportion divides n items by the weights (not all zero): each gets the
+// floor of its exact share, and what is left goes to the largest
+// remainders, the first on ties.
+func apportion(weights []float64, n int) []int {
+	total := 0.0
+	for _, w := range weights {
+		total += w
+	}
+	out := make([]int, len(weights))
+	rem := make([]float64, len(weights))
+	left := n
+	for i, w := range weights {
+		exact := float64(n) * w / total
+		out[i] = int(math.Floor(exact))
+		rem[i] = exact - float64(out[i])
+		left -= out[i]
+	}
+	for ; left > 0; left-- {
+		best := 0
+		for i := range rem {
+			if rem[i] > rem[best] {
+				best = i
+			}
+		}
+		out[best]++
+		rem[best] = -1
+	}
+	return out
 }
 
 // String summarises a plan for the log.

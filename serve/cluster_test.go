@@ -144,18 +144,34 @@ func answer(t *testing.T, ts *testServer, prompt string) string {
 }
 
 func TestSplitOverWorkersMatchesSingleNode(t *testing.T) {
-	model := splitModel(t)
-	single := start(t, Config{ModelPath: model}, nil)
-	want := answer(t, single, "The quick brown fox")
-	if want == "" {
-		t.Fatal("empty reference answer")
+	wants := map[string]string{}
+	for _, m := range []string{tinyPath, splitModel(t)} {
+		single := start(t, Config{ModelPath: m}, nil)
+		wants[m] = answer(t, single, "The quick brown fox")
+		if wants[m] == "" {
+			t.Fatalf("%s: empty reference answer", m)
+		}
+		single.stop()
+		<-single.done
+		single.done <- nil
 	}
 
+	// Blocks go to the workers as the split says; the output layer goes with
+	// the last block (llama.cpp would cut at the fractions with the output
+	// layer counted as one more layer: 8 blocks at 1:1 were 5 and 3, and the
+	// demo's 2 blocks at 1,1 were 2 and 0).
 	for _, tc := range []struct {
-		name  string
-		split []float64
-	}{{"even", nil}, {"1:3", []float64{1, 3}}} {
+		name         string
+		model        string
+		split        []float64
+		want1, want2 int
+	}{
+		{"even", splitModel(t), nil, 4, 4},
+		{"1:3", splitModel(t), []float64{1, 3}, 2, 6},
+		{"demo 1,1", tinyPath, []float64{1, 1}, 1, 1},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
+			model, want := tc.model, wants[tc.model]
 			w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
 			a1, a2 := w1.Addr, w2.Addr
 			head := start(t, Config{ModelPath: model, Workers: eps(a1, a2), NoLocal: true, Split: tc.split}, nil)
@@ -173,18 +189,11 @@ func TestSplitOverWorkersMatchesSingleNode(t *testing.T) {
 			if len(view.Workers) != 2 || view.Workers[0].State != "up" || view.Workers[0].PlacedBytes != int64(b1) || view.Workers[1].PlacedBytes != int64(b2) {
 				t.Fatalf("cluster view %+v vs bound %d, %d", view, b1, b2)
 			}
-			// llama.cpp cuts 8 layers plus the output layer at the split's
-			// cumulative points: 1:1 gives 5 and 3+output, 1:3 gives 3 and
-			// 5+output.
 			l1, l2 := view.Workers[0].Layers, view.Workers[1].Layers
-			want1, want2 := 5, 3
-			if tc.split != nil {
-				want1, want2 = 3, 5
+			if l1 != tc.want1 || l2 != tc.want2 {
+				t.Fatalf("planned %d and %d layers, want %d and %d", l1, l2, tc.want1, tc.want2)
 			}
-			if l1 != want1 || l2 != want2 {
-				t.Fatalf("planned %d and %d layers, want %d and %d", l1, l2, want1, want2)
-			}
-			if tc.split != nil && !(b2 > b1+(1<<20)) {
+			if tc.name == "1:3" && !(b2 > b1+(1<<20)) {
 				t.Fatalf("1:3 split put %d and %d bytes", b1, b2)
 			}
 			t.Logf("bytes bound: %d and %d", b1, b2)

@@ -46,6 +46,7 @@ func newLeakcheck() *cobra.Command {
 	f.StringVar(&junit, "junit", "", "write JUnit XML (one testcase per cycle) to `FILE`")
 	f.BoolVar(&o.JudgeRSS, "judge-rss", false, "let local workers' RSS decide verdicts too (always reported; the C allocator may keep freed heap)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log progress to stderr")
+	token := adminTokenFlags(f)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		switch {
 		case o.Model == "" && !o.Demo:
@@ -63,6 +64,11 @@ func newLeakcheck() *cobra.Command {
 		if rpcList != "" {
 			if o.RPC, err = cluster.ParseEndpoints(rpcList); err != nil {
 				return usageError{err}
+			}
+			// Workers started elsewhere have their own token; local ones
+			// get one from leakcheck.
+			if o.AdminToken, err = token(); err != nil {
+				return err
 			}
 		}
 		if o.Modes, err = leakcheck.ParseModes(modes); err != nil {

@@ -249,7 +249,7 @@ func TestLeakcheckCreepingFloor(t *testing.T) {
 			Seq uint64 `json:"seq"`
 		} `json:"events"`
 	}
-	r0, err := http.Get("http://" + admins[0] + "/v1/events")
+	r0, err := adminGet("http://" + admins[0] + "/v1/events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestLeakcheckCreepingFloor(t *testing.T) {
 	if n := len(evs.Events); n > 0 {
 		after = evs.Events[n-1].Seq
 	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+admins[0]+"/v1/events?follow=1&after="+strconv.FormatUint(after, 10), nil)
+	req := adminRequest(ctx, "GET", "http://"+admins[0]+"/v1/events?follow=1&after="+strconv.FormatUint(after, 10))
 	var mu sync.Mutex
 	allocs := 0
 	go func() {
@@ -331,7 +331,7 @@ func TestLeakcheckCreepingFloor(t *testing.T) {
 // test's own client), from the worker's admin API after the run.
 func clientConn(t *testing.T, admin string) worker.ConnInfo {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/v1/connections")
+	resp, err := adminGet("http://" + admin + "/v1/connections")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/synth"
 	"github.com/boxproj/box/worker/compute/computetest"
@@ -34,6 +35,14 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(run(append([]string{"box"}, os.Args[1:]...), os.Stdout, os.Stderr))
 	}
+	// Every box these tests start keeps its state (the workers' admin
+	// token) here, not in the machine's state dir.
+	state, err := os.MkdirTemp("", "box-state")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv(api.StateDirEnv, state)
+	defer os.RemoveAll(state)
 	workertest.Main(m)
 }
 
@@ -180,11 +189,29 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 	return cmd
 }
 
+// adminRequest is a request with the workers' admin token that the box
+// processes of these tests made in the test state dir.
+func adminRequest(ctx context.Context, method, url string) *http.Request {
+	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
+	if tok, _ := api.ClientToken("", api.DefaultTokenFile()); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if method != "GET" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
+}
+
+// adminGet is GET url with the admin token.
+func adminGet(url string) (*http.Response, error) {
+	return http.DefaultClient.Do(adminRequest(context.Background(), "GET", url))
+}
+
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := adminGet(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

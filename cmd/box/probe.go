@@ -30,11 +30,16 @@ func newProbe() *cobra.Command {
 	f.StringVar(&admins, "admin", "", "box worker admin URLs [name=]URL,... (http://host:port; bare host:port works)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON (schema: probe/SCHEMA.md)")
 	f.DurationVar(&timeout, "timeout", 5*time.Second, "how long each node may take to answer")
+	token := adminTokenFlags(f)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if timeout <= 0 {
 			return usagef("--timeout must be positive")
 		}
-		t := probe.Targets{Admin: splitList(admins), RPC: splitList(rpcs)}
+		tok, err := token()
+		if err != nil {
+			return err
+		}
+		t := probe.Targets{Admin: splitList(admins), RPC: splitList(rpcs), Token: tok}
 		var rep probe.Report
 		if len(t.Admin)+len(t.RPC) == 0 {
 			rep = probe.Local(c.Context())

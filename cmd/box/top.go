@@ -43,6 +43,7 @@ func newTop(use string) *cobra.Command {
 	f.IntVar(&width, "width", 80, "columns of the --once frame")
 	f.StringVar(&nvmlMode, "nvml", "auto", "alert on GPU memory of processes that are not box, from this host's NVML: auto (when a node is on this host), on, off")
 	f.StringVar(&banner, "banner", "", "lines to show under the header (newline-separated; the demo shows its URL and a curl line)")
+	token := adminTokenFlags(f)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		targets, err := tui.ParseTargets(nodes)
 		switch {
@@ -59,7 +60,11 @@ func newTop(use string) *cobra.Command {
 		case nvmlMode != "auto" && nvmlMode != "on" && nvmlMode != "off":
 			return usagef("--nvml: want auto, on or off")
 		}
-		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout}
+		tok, err := token()
+		if err != nil {
+			return err
+		}
+		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout, AdminToken: tok}
 		local := probe.IsLocalURL(head) || slices.ContainsFunc(targets, func(t tui.Target) bool { return probe.IsLocalURL(t.URL) })
 		if nvmlMode == "on" || nvmlMode == "auto" && local {
 			cfg.NVML = func() *probe.NVML { nv := probe.NVMLInfo(nil); return &nv }

@@ -31,12 +31,22 @@ const (
 	ReasonCrashed        Reason = "crashed"         // the compute process died (signal, abort, panic)
 	ReasonQuota          Reason = "quota"           // it needed more memory than its quotas allow
 	ReasonMessageTimeout Reason = "message-timeout" // a message did not arrive in time (slow or stalled sender)
+	// The client sent an op (or a type) that its protocol has but the
+	// worker's ggml does not: refused by name, never misread.
+	ReasonUnsupportedOp Reason = "unsupported-op"
 )
 
 // NodeInfo is GET /v1/node.
 type NodeInfo struct {
-	Version     string       `json:"version"`
-	Protocol    string       `json:"protocol"`
+	Version  string `json:"version"`
+	Protocol string `json:"protocol"` // answered to a 3.6 (empty) HELLO
+	// Protocols lists every version served, the 3.6 one first, then the
+	// one a 4.0-or-newer HELLO gets; GGML is the embedded ggml's llama.cpp
+	// commit and OpCount its number of ops (the protocol does not check
+	// op tables: compare these across a fleet).
+	Protocols   []string     `json:"protocols,omitempty"`
+	GGML        string       `json:"ggml,omitempty"`
+	OpCount     int          `json:"op_count,omitempty"`
 	Started     time.Time    `json:"started"`
 	Connections int          `json:"connections"`
 	BoundBytes  uint64       `json:"bound_bytes"`

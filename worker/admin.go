@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/boxproj/box/api"
+	"github.com/boxproj/box/buildinfo"
 	"github.com/boxproj/box/rpc"
 )
 
@@ -26,7 +27,9 @@ type (
 // Node reports the worker's devices and totals.
 func (w *Worker) Node(version string) NodeInfo {
 	w.mu.Lock()
-	n := NodeInfo{Version: version, Protocol: protoString(), Started: w.started.UTC(), Connections: len(w.conns)}
+	legacy, current := w.protocols()
+	n := NodeInfo{Version: version, Protocol: legacy.String(), Protocols: []string{legacy.String(), current.String()},
+		GGML: buildinfo.LlamaCpp, OpCount: rpc.EmbeddedOps.Count(), Started: w.started.UTC(), Connections: len(w.conns)}
 	bound := append([]uint64(nil), w.devBytes...)
 	w.mu.Unlock()
 	for i, d := range w.devs {

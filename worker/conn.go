@@ -42,6 +42,7 @@ type conn struct {
 	done  chan struct{} // closed when the connection is gone and accounted
 
 	peerHost string // peer address without the port, for --max-conns-per-peer
+	proto    rpc.Version // negotiated at HELLO (front only)
 
 	mu         sync.Mutex
 	nc         net.Conn // the supervisor's copy, until a process has it
@@ -167,13 +168,28 @@ func (c *conn) frontCommand(cmd rpc.Cmd, size uint64, br *bufio.Reader, bw *bufi
 		if cmd != rpc.CmdHello {
 			return violation(cmd, "hello", "first command must be HELLO, got %s", cmd)
 		}
-		if size != 0 {
-			return violation(cmd, "hello", "HELLO carries %d bytes; a 3.x client sends none (newer protocol?)", size)
+		// A 3.6 client sends an empty HELLO, a 4.0-or-newer one its
+		// transport caps: both are served on this port.
+		legacy, current := c.w.protocols()
+		var resp []byte
+		switch size {
+		case 0:
+			c.proto = legacy
+			resp = []byte{legacy.Major, legacy.Minor, legacy.Patch}
+		case rpc.ConnCapsSize:
+			if _, err := io.ReadFull(br, make([]byte, rpc.ConnCapsSize)); err != nil {
+				return err
+			}
+			c.proto = current
+			// Caps all zero: TCP only (no RDMA).
+			resp = append([]byte{current.Major, current.Minor, current.Patch, 0}, make([]byte, rpc.ConnCapsSize)...)
+		default:
+			return violation(cmd, "hello", "HELLO carries %d bytes; a 3.6 client sends none, a 4.0 or newer one %d", size, rpc.ConnCapsSize)
 		}
 		c.mu.Lock()
 		c.state = api.StateServing
 		c.mu.Unlock()
-		return rpc.WriteResponse(bw, []byte{rpc.ProtoMajor, rpc.ProtoMinor, rpc.ProtoPatch})
+		return rpc.WriteResponse(bw, resp)
 	}
 	switch cmd {
 	case rpc.CmdHello:
@@ -205,8 +221,8 @@ func (c *conn) frontCommand(cmd rpc.Cmd, size uint64, br *bufio.Reader, bw *bufi
 			return rpc.WriteResponse(bw, u64(free), u64(total))
 		}
 	default:
-		if !cmd.Valid() {
-			return violation(cmd, "command", "unknown command %d", uint8(cmd))
+		if !c.proto.Known(cmd) {
+			return violation(cmd, "command", "unknown command %d at protocol %s", uint8(cmd), c.proto)
 		}
 		return errNeedsProcess
 	}
@@ -364,7 +380,7 @@ func (c *conn) start(prefix []byte) (*proc, error) {
 	ini := ctl.Init{Conn: c.id, Peer: c.peer, Devices: c.w.devs, Threads: cfg.Threads, CacheDir: cfg.CacheDir,
 		CacheTenant: cache.Tenant(c.peerHost, cfg.CacheShared),
 		IdleTimeout: cfg.IdleTimeout, MessageTimeout: cfg.MessageTimeout, MinRate: cfg.MessageMinRate,
-		Keepalive: c.w.socketKeepalive(), MaxGraphBytes: cfg.MaxGraphBytes, Prefix: prefix}
+		Keepalive: c.w.socketKeepalive(), MaxGraphBytes: cfg.MaxGraphBytes, Prefix: prefix, Protocol: c.proto.String()}
 	c.mu.Lock()
 	c.proc = p
 	c.nc = nil // the process has the socket now; ours closes below

@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +108,214 @@ func TestDataWithoutBufferStaysAViolationElsewhere(t *testing.T) {
 			t.Errorf("%s with data but no buffer: the connection stays open", tc.cmd)
 		}
 	}
+}
+
+// negGraph is x -> UNARY(NEG) -> y over 16 floats in buffer h, with the op
+// numbered as the peer at v numbers it.
+func negGraph(t *testing.T, v rpc.Version, h, base uint64) (x, y rpc.Tensor, payload []byte) {
+	tab, _ := rpc.OpTableFor(v)
+	unary, ok := tab.ID("UNARY")
+	if !ok {
+		t.Fatalf("%s has no UNARY", v)
+	}
+	x = f32t(1, h, base, 16)
+	y = f32t(2, h, base+64, 16)
+	y.Op, y.Src[0], y.Flags = unary, 1, rpc.FlagCompute
+	binary.LittleEndian.PutUint32(y.OpParams[:], 2) // GGML_UNARY_OP_NEG
+	return x, y, graphMsg([]uint64{2}, x, y)
+}
+
+// A Go client speaking each version the worker serves: the answer to every
+// command, the layouts that changed (HELLO, MEMSET_TENSOR, the SET_TENSOR
+// cache flag, commands without answers from 6.0) and op ids translated by
+// name, on one port for 3.6 and newer clients alike.
+func TestEveryProtocolVersion(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		worker rpc.Version // Config.Protocol (zero: the default, 7.0.0)
+		caps   bool
+		want   rpc.Version
+	}{
+		{rpc.Version{}, false, rpc.V3_6},
+		{rpc.Version{}, true, rpc.V7_0},
+		{pv(6, 0, 0), true, pv(6, 0, 0)},
+		{pv(5, 1, 0), true, pv(5, 1, 0)},
+		{pv(5, 0, 0), true, pv(5, 0, 0)},
+		{pv(4, 0, 3), true, pv(4, 0, 3)},
+		{pv(4, 0, 0), true, pv(4, 0, 0)},
+	}
+	workers := map[rpc.Version]*testWorker{}
+	parent := t
+	for _, tc := range cases {
+		t.Run(tc.want.String(), func(t *testing.T) {
+			w := workers[tc.worker]
+			if w == nil {
+				w = startWorker(parent, Config{Protocol: tc.worker})
+				workers[tc.worker] = w
+			}
+			c, err := rpc.Dial(ctx, w.addr, rpc.WithHello(tc.caps))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if c.Protocol() != tc.want {
+				t.Fatalf("protocol %s, want %s", c.Protocol(), tc.want)
+			}
+			v := tc.want
+			n, err := c.DeviceCount(ctx)
+			if err != nil || n == 0 {
+				t.Fatal(n, err)
+			}
+			h, _, err := c.AllocBuffer(ctx, 0, 4096)
+			if err != nil || h == 0 {
+				t.Fatal(h, err)
+			}
+			base, err := c.BufferGetBase(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.BufferClear(ctx, h, 0); err != nil {
+				t.Fatal(err)
+			}
+			x, y, payload := negGraph(t, v, h, base)
+			if err := c.InitTensor(ctx, x); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SetTensorCache(ctx, x, 0, f32bytes(ramp(16, 1)), true); err != nil {
+				t.Fatal(err)
+			}
+			if v.HasMemset() {
+				if err := c.MemsetTensor(ctx, x, 0, 8, 0); err != nil { // x[0], x[1] = 0
+					t.Fatal(err)
+				}
+			}
+			if err := c.GraphComputeEncoded(ctx, payload); err != nil {
+				t.Fatal(err)
+			}
+			out, err := c.GetTensor(ctx, y, 0, 64)
+			if err != nil {
+				t.Fatalf("after the graph: %v", err)
+			}
+			got, in := bytesF32(out), ramp(16, 1)
+			if v.HasMemset() {
+				in[0], in[1] = 0, 0
+			}
+			for i := range got {
+				if got[i] != -in[i] {
+					t.Fatalf("y[%d] = %v, want %v (op ids not translated?)", i, got[i], -in[i])
+				}
+			}
+			if err := c.GraphRecompute(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := c.CopyTensor(ctx, y, x); err != nil || !ok {
+				t.Fatal(ok, err)
+			}
+			if _, err := c.GetAllocSize(ctx, 0, y, []rpc.Tensor{x}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.FreeBuffer(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			// After commands without answers (6.0 and later), the stream
+			// is still in step.
+			if free, total, err := c.GetDeviceMemory(ctx, 0); err != nil || free > total {
+				t.Fatal(free, total, err)
+			}
+			waitBound(t, w, 0, 5*time.Second)
+		})
+	}
+}
+
+// An op the client's protocol has and this worker's ggml lacks ends the
+// connection as unsupported-op, naming the op; it is never run as whatever
+// op has that number here.
+func TestUnsupportedOpNamed(t *testing.T) {
+	ctx := context.Background()
+	w := startWorker(t, Config{})
+	c, err := rpc.Dial(ctx, w.addr, rpc.WithHello(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h, _, _ := c.AllocBuffer(ctx, 0, 4096)
+	base, _ := c.BufferGetBase(ctx, h)
+	x, y, _ := negGraph(t, rpc.V7_0, h, base)
+	tab, _ := rpc.OpTableFor(rpc.V7_0)
+	y.Op, _ = tab.ID("GATED_DELTA_NET") // 86 at 7.0; 86 is MAP_CUSTOM1 here
+	if err := c.GraphCompute(ctx, 0, []uint64{2}, []rpc.Tensor{x, y}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeviceCount(ctx); err == nil {
+		t.Fatal("the connection survived")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, e := range w.events.since(0) {
+			if e.Reason == "unsupported-op" && strings.Contains(e.Detail, "GATED_DELTA_NET") {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no unsupported-op event naming GATED_DELTA_NET: %+v", w.events.since(0))
+}
+
+func pv(major, minor, patch uint8) rpc.Version {
+	return rpc.Version{Major: major, Minor: minor, Patch: patch}
+}
+
+// The 6.0/7.0 client sends commands without answers back to back and reads
+// only the answers that exist: this replays such a stream in one write.
+func TestPipelinedCommandsAt7(t *testing.T) {
+	w := startWorker(t, Config{})
+	rc := rawDial(t, w.addr, false)
+	rc.send(rpc.CmdHello, make([]byte, rpc.ConnCapsSize))
+	var hello [8 + 28]byte
+	if _, err := io.ReadFull(rc.Conn, hello[:]); err != nil || hello[8] != 7 {
+		t.Fatalf("HELLO answer %v %v", hello, err)
+	}
+	rc.send(rpc.CmdAllocBuffer, rpc.AllocBufferReq{Device: 0, Size: 4096}.Encode())
+	var r [24]byte
+	io.ReadFull(rc.Conn, r[:])
+	h := binary.LittleEndian.Uint64(r[8:])
+	rc.send(rpc.CmdBufferGetBase, rpc.BufferReq{Handle: h}.Encode())
+	io.ReadFull(rc.Conn, r[:16])
+	base := binary.LittleEndian.Uint64(r[8:])
+	x, y, graph := negGraph(t, rpc.V7_0, h, base)
+	var stream []byte
+	add := func(cmd rpc.Cmd, p []byte) {
+		stream = rpc.AppendRequestHeader(stream, cmd, uint64(len(p)))
+		stream = append(stream, p...)
+	}
+	add(rpc.CmdBufferClear, rpc.BufferClearReq{Handle: h}.Encode())
+	add(rpc.CmdInitTensor, rpc.InitTensorReq{Tensor: x}.Encode())
+	add(rpc.CmdSetTensor, append(rpc.AppendSetTensorHeader(nil, rpc.V7_0, &x, false, 0), f32bytes(ramp(16, 1))...))
+	add(rpc.CmdMemsetTensor, rpc.MemsetTensorReq{Tensor: x, Offset: 0, Size: 4, Value: 0}.Encode())
+	add(rpc.CmdGraphCompute, graph)
+	add(rpc.CmdGraphRecompute, rpc.DeviceReq{}.Encode())
+	add(rpc.CmdGetTensor, rpc.GetTensorReq{Tensor: y, Offset: 4, Size: 4}.Encode())
+	add(rpc.CmdFreeBuffer, rpc.BufferReq{Handle: h}.Encode())
+	add(rpc.CmdDeviceCount, nil)
+	if _, err := rc.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	rc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var ans [8 + 4 + 8 + 4]byte
+	if _, err := io.ReadFull(rc.Conn, ans[:]); err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.LittleEndian.Uint64(ans[:]); n != 4 {
+		t.Fatalf("first answer is %d bytes, want GET_TENSOR's 4 (an answer to a command that has none?)", n)
+	}
+	if got := math.Float32frombits(binary.LittleEndian.Uint32(ans[8:])); got != -ramp(16, 1)[1] {
+		t.Fatalf("y[1] = %v", got)
+	}
+	if n := binary.LittleEndian.Uint64(ans[12:]); n != 4 {
+		t.Fatalf("second answer is %d bytes, want DEVICE_COUNT's 4", n)
+	}
+	if rc.closedByPeer(200 * time.Millisecond) {
+		t.Fatal("connection closed")
+	}
+	waitBound(t, w, 0, 5*time.Second)
 }

@@ -60,7 +60,7 @@ func TestMalformedMessagesCloseOnlyTheirConnection(t *testing.T) {
 	sendGraph := func(rc *rawConn, p []byte) { rc.send(rpc.CmdGraphCompute, p) }
 	probes := []probe{
 		{"first command is not HELLO", false, "hello", func(t *testing.T, rc *rawConn) { rc.send(rpc.CmdDeviceCount, nil) }},
-		{"HELLO with a 4.x payload", false, "hello", func(t *testing.T, rc *rawConn) { rc.send(rpc.CmdHello, make([]byte, 24)) }},
+		{"HELLO with a payload of neither 0 nor 24 bytes", false, "hello", func(t *testing.T, rc *rawConn) { rc.send(rpc.CmdHello, make([]byte, 5)) }},
 		{"second HELLO", true, "hello", func(t *testing.T, rc *rawConn) { rc.send(rpc.CmdHello, nil) }},
 		{"unknown command 17", true, "command", func(t *testing.T, rc *rawConn) { rc.send(17, nil) }},
 		{"device out of range", true, "device", func(t *testing.T, rc *rawConn) { rc.send(rpc.CmdGetAlignment, rpc.DeviceReq{Device: 5}.Encode()) }},

@@ -50,6 +50,12 @@ type Config struct {
 	CacheDir     string
 	CacheMaxSize uint64
 	CacheShared  bool
+	// Protocol is the version a client that sends a 4.0-or-newer HELLO is
+	// answered with and served at (zero: rpc.Newest, 7.0.0); Legacy the
+	// one for an empty (3.6) HELLO (zero: 3.6.0). A client cannot say its
+	// patch or op table, so a fleet of older heads picks them here.
+	Protocol rpc.Version
+	Legacy   rpc.Version
 	// MaxMemory bounds the bytes bound per device (0 = the device's size);
 	// MaxMemoryPerConn bounds what one connection holds: its buffers, their
 	// overhead, and messages and graphs in memory (0 = none).
@@ -543,4 +549,16 @@ func (w *Worker) deviceMemory(d int) (free, total uint64) {
 
 func protoString() string {
 	return fmt.Sprintf("%d.%d.%d", rpc.ProtoMajor, rpc.ProtoMinor, rpc.ProtoPatch)
+}
+
+// protocols is what the worker answers: a 3.6 HELLO, then a 4.0-or-newer one.
+func (w *Worker) protocols() (legacy, current rpc.Version) {
+	legacy, current = w.cfg.Legacy, w.cfg.Protocol
+	if legacy == (rpc.Version{}) {
+		legacy = rpc.V3_6
+	}
+	if current == (rpc.Version{}) {
+		current = rpc.Newest
+	}
+	return legacy, current
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe"
+	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker"
 )
 
@@ -25,10 +26,11 @@ func newWorker() *cobra.Command {
 		cacheMax                          = probe.NewSize("")
 		token, tokenFile, adminHosts      string
 		readOpen                          bool
+		protocol                          string
 	)
 	c := &cobra.Command{
 		Use:   "worker [flags]",
-		Short: "Run a ggml RPC worker (protocol 3.6.0) that frees what each connection held",
+		Short: "Run a ggml RPC worker (protocols 3.6.0 and 7.0.0) that frees what each connection held",
 		Long: "A ggml RPC server, wire-compatible with llama.cpp's rpc-server: one compute process per connection, so\n" +
 			"the kernel frees what a connection held when it ends. Quotas bound the memory; the admin API shows\n" +
 			"connections and buffers. Sizes are " + probe.SizeUnits + ".",
@@ -61,9 +63,19 @@ func newWorker() *cobra.Command {
 	f.StringVar(&tokenFile, "admin-token-file", api.DefaultTokenFile(), "file holding the admin token; created (mode 0600) on first start")
 	f.StringVar(&adminHosts, "admin-host", "", "comma-separated host names the admin API may be reached by (IP addresses and localhost always may)")
 	f.BoolVar(&readOpen, "admin-read-open", false, "let GET requests (/metrics, /v1/node, ...) through without the token")
+	f.StringVar(&protocol, "protocol", "7", "the version a 4.0-or-newer client is served at: 7, 6, 5 (5.1.0), 5.0.0, 5.0.1, 4 (4.0.4) or 4.0.0-4.0.3; 3.6.1 sets what a 3.6 (empty) HELLO gets instead of 3.6.0")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		cfg.Devices, cfg.MaxMemory, cfg.MaxMemoryPerConn, cfg.MaxHostMemory = splitList(devices), maxMem.Bytes, maxConn.Bytes, maxHost.Bytes
 		cfg.CacheMaxSize = cacheMax.Bytes
+		pv, err := rpc.ParseVersion(protocol)
+		if err != nil {
+			return usagef("--protocol: %v", err)
+		}
+		if pv.Caps() {
+			cfg.Protocol = pv
+		} else {
+			cfg.Legacy = pv
+		}
 		switch {
 		case cfg.MaxBuffersPerConn <= 0 || cfg.MaxConns <= 0 || cfg.MaxConnsPerPeer <= 0 || cfg.MessageTimeout <= 0:
 			return usagef("--max-buffers-per-conn, --max-conns, --max-conns-per-peer and --message-timeout must be positive")

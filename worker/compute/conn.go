@@ -58,6 +58,9 @@ type conn struct {
 	buffers map[uint64]*binding
 	graphs  []*storedGraph
 
+	proto rpc.Version // what the supervisor negotiated
+	ops   *rpc.OpMap  // the client's op ids to this ggml's
+
 	shutdown      atomic.Bool // SIGTERM: the worker is stopping
 	violationKind string
 	nextBuf       uint64
@@ -76,6 +79,12 @@ func newConn(ini ctl.Init, sup *supervisor, page *ctl.Page, nc net.Conn) *conn {
 		devs: make([]*ggml.Backend, len(ini.Devices)), graphs: make([]*storedGraph, len(ini.Devices)),
 		br: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(ini.Prefix), nc), 1<<20), bw: bufio.NewWriterSize(nc, 1<<20)}
 	c.nextVA = 1 << 40
+	c.proto = rpc.V3_6
+	if v, err := rpc.ParseVersion(ini.Protocol); err == nil && ini.Protocol != "" {
+		c.proto = v
+	}
+	tab, _ := rpc.OpTableFor(c.proto)
+	c.ops = rpc.NewOpMap(tab, rpc.EmbeddedOps)
 	return c
 }
 
@@ -135,7 +144,10 @@ func (c *conn) loop() (api.Reason, string) {
 		if err != nil {
 			var pe *rpc.ProtocolError
 			var qe *quotaError
+			var ue *unsupportedError
 			switch {
+			case errors.As(err, &ue):
+				return api.ReasonUnsupportedOp, ue.Error()
 			case errors.As(err, &pe):
 				c.violationKind = pe.Kind
 				return api.ReasonViolation, pe.Error()
@@ -245,6 +257,14 @@ func (c *conn) openDevice(cmd rpc.Cmd, d uint32) (int, *ggml.Backend, error) {
 	return i, be, nil
 }
 
+// ack answers a command whose empty answer exists only before 6.0.
+func (c *conn) ack(cmd rpc.Cmd) error {
+	if c.proto.Replies(cmd) {
+		return c.reply()
+	}
+	return nil
+}
+
 func (c *conn) reply(payload ...[]byte) error {
 	for _, p := range payload {
 		c.out += uint64(len(p))
@@ -322,7 +342,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		if err := c.sup.tell(ctl.Msg{Op: ctl.OpFree, Handle: b.handle}); err != nil {
 			return err
 		}
-		return c.reply()
+		return c.ack(cmd)
 	case rpc.CmdBufferClear:
 		req, err := readFixed(c, cmd, size, 9, rpc.DecodeBufferClear)
 		if err != nil {
@@ -335,7 +355,7 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		if b.size > 0 {
 			b.buf.Clear(req.Value)
 		}
-		return c.reply()
+		return c.ack(cmd)
 	case rpc.CmdSetTensor:
 		return c.setTensor(cmd, size)
 	case rpc.CmdSetTensorHash:
@@ -369,7 +389,12 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 				return violation(cmd, "tensor", "%v", err)
 			}
 		}
-		return c.reply()
+		return c.ack(cmd)
+	case rpc.CmdMemsetTensor:
+		if !c.proto.HasMemset() {
+			return violation(cmd, "command", "unknown command %d at protocol %s", uint8(cmd), c.proto)
+		}
+		return c.memsetTensor(cmd, size)
 	case rpc.CmdGetAllocSize:
 		return c.getAllocSize(cmd, size)
 	default:
@@ -495,7 +520,7 @@ func tensorBytes(t *rpc.Tensor) uint64 {
 }
 
 func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
-	const hdr = rpc.TensorSize + 8
+	hdr := uint64(c.proto.SetTensorHeaderSize())
 	if size < hdr {
 		return violation(cmd, "size", "payload is %d bytes, want at least %d", size, hdr)
 	}
@@ -503,10 +528,13 @@ func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
 	if _, err := io.ReadFull(c.br, p); err != nil {
 		return err
 	}
-	h, err := rpc.DecodeSetTensorHeader(p)
+	h, flag, err := rpc.DecodeSetTensorHeaderAt(p, c.proto)
 	if err != nil {
 		return err
 	}
+	// From 7.0 the client says which uploads are worth keeping (weights);
+	// before, box keeps every large one.
+	keep := flag || !c.proto.CacheFlag()
 	n := size - hdr
 	b, start, err := c.dataRange(cmd, &h.Tensor, tensorBytes(&h.Tensor), h.Offset, n)
 	if err != nil {
@@ -518,13 +546,13 @@ func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
 		if _, err := io.ReadFull(c.br, b.buf.HostBytes(start, n)); err != nil {
 			return err
 		}
-		if c.cache != nil && n > rpc.BoxCacheThreshold {
+		if keep && c.cache != nil && n > rpc.BoxCacheThreshold {
 			c.cache.Put(b.buf.HostBytes(start, n))
 		}
 		return nil
 	}
 	staging := min(n, 8<<20)
-	caching := c.cache != nil && n > rpc.BoxCacheThreshold
+	caching := keep && c.cache != nil && n > rpc.BoxCacheThreshold
 	if caching {
 		staging += n
 	}
@@ -553,6 +581,35 @@ func (c *conn) setTensor(cmd rpc.Cmd, size uint64) error {
 		c.cache.Put(all)
 	}
 	return nil
+}
+
+// memsetTensor fills part of a tensor with one byte (5.0 and later).
+func (c *conn) memsetTensor(cmd rpc.Cmd, size uint64) error {
+	req, err := readFixed(c, cmd, size, rpc.MemsetTensorReqSize, rpc.DecodeMemsetTensor)
+	if err != nil {
+		return err
+	}
+	b, start, err := c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, req.Size)
+	if err != nil {
+		return err
+	}
+	if b.buf.IsHost() {
+		dst := b.buf.HostBytes(start, req.Size)
+		for i := range dst {
+			dst[i] = req.Value
+		}
+		return c.ack(cmd)
+	}
+	chunk := make([]byte, min(req.Size, 1<<20))
+	for i := range chunk {
+		chunk[i] = req.Value
+	}
+	for done := uint64(0); done < req.Size; {
+		k := min(uint64(len(chunk)), req.Size-done)
+		b.buf.Write(start+done, chunk[:k])
+		done += k
+	}
+	return c.ack(cmd)
 }
 
 func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {

@@ -24,6 +24,36 @@ func violation(cmd rpc.Cmd, kind, format string, args ...any) *rpc.ProtocolError
 	return &rpc.ProtocolError{Cmd: cmd, Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
+// unsupportedError is an op or type the client's protocol has and this
+// worker's ggml lacks: the connection ends as unsupported-op, naming it.
+type unsupportedError struct{ msg string }
+
+func (e *unsupportedError) Error() string { return e.msg }
+
+// localize turns the client's op id into this ggml's (in place; each wire
+// tensor is resolved once), and refuses, by name, an op or type that this
+// ggml does not have.
+func (c *conn) localize(cmd rpc.Cmd, t *rpc.Tensor) error {
+	if !c.ops.Identity() {
+		op, ok := c.ops.ToLocal(t.Op)
+		if !ok {
+			if int(t.Op) < c.ops.Peer.Count() {
+				return &unsupportedError{fmt.Sprintf("tensor %q: op %s (%d at protocol %s) is not in this worker's ggml (llama.cpp %s, %d ops)",
+					t.NameString(), c.ops.Peer.Name(t.Op), t.Op, c.proto, "ec98e2002", rpc.EmbeddedOps.Count())}
+			}
+			return violation(cmd, "op", "tensor %q: op %d out of range at protocol %s", t.NameString(), t.Op, c.proto)
+		}
+		t.Op = op
+	}
+	if _, _, ok := rpc.TypeInfo(t.Type); !ok {
+		if name := rpc.PeerTypeName(c.proto, t.Type); name != rpc.TypeName(t.Type) {
+			return &unsupportedError{fmt.Sprintf("tensor %q: type %s (%d at protocol %s) is not in this worker's ggml",
+				t.NameString(), name, t.Type, c.proto)}
+		}
+	}
+	return nil
+}
+
 // extent is the number of bytes from a tensor's data pointer that ggml may
 // touch: ggml_nbytes, widened to contiguous rows, because many kernels read
 // a row as ne[0] packed elements whatever nb[0] says.
@@ -67,6 +97,9 @@ func (c *conn) resolveTensor(cmd rpc.Cmd, t *rpc.Tensor, needBuffer bool) (ggml.
 	spec := ggml.TensorSpec{ViewSrc: -1}
 	for i := range spec.Src {
 		spec.Src[i] = -1
+	}
+	if err := c.localize(cmd, t); err != nil {
+		return spec, nil, 0, err
 	}
 	blck, tsize, ok := rpc.TypeInfo(t.Type)
 	if !ok {

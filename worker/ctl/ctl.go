@@ -67,6 +67,10 @@ type Init struct {
 	MinRate        uint64        `json:"min_rate"`
 	Keepalive      Keepalive     `json:"keepalive"`
 	MaxGraphBytes  uint64        `json:"max_graph_bytes"`
+	// Protocol is the version the supervisor answered HELLO with ("3.6.0",
+	// "7.0.0", ...; empty means 3.6.0): the process serves exactly that,
+	// its layouts and its op table.
+	Protocol string `json:"protocol,omitempty"`
 	// Prefix holds the bytes the supervisor read from the client but did
 	// not serve: the start of the command that needed a compute process.
 	Prefix []byte `json:"prefix"`

@@ -41,6 +41,9 @@ func ParseEndpoints(s string) ([]Endpoint, error) {
 		seen[addr] = true
 		ep := Endpoint{Addr: addr}
 		switch {
+		case hasAdmin && admin == "":
+			// "host:port@": no admin API (llama.cpp's rpc-server); tools
+			// take the node's state from the head.
 		case hasAdmin:
 			if _, _, err := net.SplitHostPort(admin); err != nil {
 				return nil, fmt.Errorf("--rpc %q: admin address %q: want host:port", item, admin)

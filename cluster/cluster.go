@@ -6,6 +6,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ type Cluster struct {
 	mu    sync.Mutex
 	nodes []*remote.Node
 	since []time.Time // when each node went down (zero while up)
+	retry []backoff   // per node: when it may be dialed again
 }
 
 // Connect dials every worker. On any failure it closes what it opened and
@@ -74,24 +76,56 @@ func (c *Cluster) Close() {
 	}
 }
 
-// Reconnect dials every failed (or closed) node again; all must answer.
-// Nodes that are up keep their connection.
+// Reconnect dials every failed (or closed) node again, each no sooner than
+// its back-off allows (500 ms doubling to 30 s after each failed try); all
+// must answer. Nodes that are up keep their connection and are never
+// dialed; a failed node's old connection is closed before it is.
 func (c *Cluster) Reconnect(ctx context.Context) error {
+	now := time.Now()
+	var errs []error
 	for i, n := range c.nodes {
 		if n.Err() == nil {
+			continue
+		}
+		c.mu.Lock()
+		if c.retry == nil {
+			c.retry = make([]backoff, len(c.nodes))
+		}
+		b := &c.retry[i]
+		wait := now.Before(b.next)
+		c.mu.Unlock()
+		if wait {
+			errs = append(errs, fmt.Errorf("worker %s: next try in %v", n.Addr, b.next.Sub(now).Round(time.Millisecond)))
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := n.Reconnect(dctx)
 		cancel()
-		if err != nil {
-			return err
-		}
 		c.mu.Lock()
-		c.since[i] = time.Time{}
+		if err != nil {
+			b.delay = min(max(2*b.delay, minRetry), maxRetry)
+			b.next = time.Now().Add(b.delay)
+		} else {
+			*b = backoff{}
+			c.since[i] = time.Time{}
+		}
 		c.mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// Re-dialing a failed node backs off from minRetry to maxRetry.
+const (
+	minRetry = 500 * time.Millisecond
+	maxRetry = 30 * time.Second
+)
+
+type backoff struct {
+	delay time.Duration
+	next  time.Time
 }
 
 // SetTimeout gives every command on every node one fixed deadline

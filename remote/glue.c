@@ -14,20 +14,20 @@ extern void box_remote_delete_buffer(ggml_backend_buffer_t b);
 
 // Go side (exported from remote.go).
 extern void boxRemoteMemory(uintptr_t h, size_t *free, size_t *total);
-extern int boxRemoteAlloc(uintptr_t h, size_t size, uint64_t *remote, uint64_t *base, size_t *got);
-extern void boxRemoteFree(uintptr_t h, uint64_t remote, size_t size);
+extern int boxRemoteAlloc(uintptr_t h, size_t size, uint64_t *remote, uint64_t *base, size_t *got, uint64_t *gen);
+extern void boxRemoteFree(uintptr_t h, uint64_t remote, uint64_t gen, size_t size);
 extern void boxRemoteSet(uintptr_t h, struct ggml_tensor *t, void *data, size_t off, size_t n);
 extern void boxRemoteGet(uintptr_t h, struct ggml_tensor *t, void *data, size_t off, size_t n);
 extern void boxRemoteMemset(uintptr_t h, struct ggml_tensor *t, uint8_t v, size_t off, size_t n);
 extern int boxRemoteCopy(uintptr_t h, struct ggml_tensor *src, struct ggml_tensor *dst);
-extern void boxRemoteClear(uintptr_t h, uint64_t remote, uint8_t v);
+extern void boxRemoteClear(uintptr_t h, uint64_t remote, uint64_t gen, uint8_t v);
 extern size_t boxRemoteAllocSize(uintptr_t h, struct ggml_tensor *t);
 extern int boxRemoteCompute(uintptr_t h, struct ggml_cgraph *g);
 
 // ---- buffer ----
 static void rbuf_free(ggml_backend_buffer_t b) {
 	box_rbuf *rb = (box_rbuf *)b->context;
-	boxRemoteFree(rb->dev->handle, rb->remote, b->size);
+	boxRemoteFree(rb->dev->handle, rb->remote, rb->gen, b->size);
 	free(rb);
 	box_remote_delete_buffer(b);
 }
@@ -46,7 +46,7 @@ static bool rbuf_cpy(ggml_backend_buffer_t b, const struct ggml_tensor *src, str
 }
 static void rbuf_clear(ggml_backend_buffer_t b, uint8_t v) {
 	box_rbuf *rb = (box_rbuf *)b->context;
-	boxRemoteClear(rb->dev->handle, rb->remote, v);
+	boxRemoteClear(rb->dev->handle, rb->remote, rb->gen, v);
 }
 
 static const struct ggml_backend_buffer_i rbuf_iface = {
@@ -57,11 +57,11 @@ static const struct ggml_backend_buffer_i rbuf_iface = {
 static const char *rbuft_name(ggml_backend_buffer_type_t t) { return ((box_rdev *)t->context)->buft_name; }
 static ggml_backend_buffer_t rbuft_alloc(ggml_backend_buffer_type_t t, size_t size) {
 	box_rdev *d = (box_rdev *)t->context;
-	uint64_t remote = 0, base = 0;
+	uint64_t remote = 0, base = 0, gen = 0;
 	size_t got = 0;
-	if (boxRemoteAlloc(d->handle, size, &remote, &base, &got) != 0) return NULL;
+	if (boxRemoteAlloc(d->handle, size, &remote, &base, &got, &gen) != 0) return NULL;
 	box_rbuf *rb = (box_rbuf *)calloc(1, sizeof(*rb));
-	rb->dev = d; rb->remote = remote; rb->base = base;
+	rb->dev = d; rb->remote = remote; rb->base = base; rb->gen = gen;
 	return ggml_backend_buffer_init(t, rbuf_iface, rb, got);
 }
 static size_t rbuft_align(ggml_backend_buffer_type_t t) { return ((box_rdev *)t->context)->alignment; }
@@ -122,7 +122,7 @@ static ggml_backend_buffer_type_t rdev_buft(ggml_backend_dev_t d) { return &((bo
 // The ops box workers compute (the worker's allowlist); anything else runs
 // on the head, so a graph never reaches a worker that would refuse it.
 static bool rdev_supports_op(ggml_backend_dev_t d, const struct ggml_tensor *op) {
-	(void)d;
+	if (op->op >= 0 && op->op < GGML_OP_COUNT && ((box_rdev *)d->context)->op_missing[op->op]) return false;
 	switch (op->op) {
 	case GGML_OP_NONE: case GGML_OP_DUP: case GGML_OP_ADD: case GGML_OP_SUB: case GGML_OP_MUL: case GGML_OP_DIV:
 	case GGML_OP_SQR: case GGML_OP_SQRT: case GGML_OP_SUM_ROWS: case GGML_OP_NORM: case GGML_OP_RMS_NORM:
@@ -196,6 +196,12 @@ ggml_backend_buffer_type_t box_rdev_buft(ggml_backend_reg_t reg, int i) {
 ggml_backend_buffer_type_t box_rbuf_type(struct ggml_tensor *t) {
 	return t->buffer ? t->buffer->buft : NULL;
 }
+uint64_t box_rbuf_gen(struct ggml_tensor *t) { return ((box_rbuf *)t->buffer->context)->gen; }
 uint64_t box_rbuf_remote(struct ggml_tensor *t) { return ((box_rbuf *)t->buffer->context)->remote; }
 uintptr_t box_rbuf_dev(struct ggml_tensor *t) { return ((box_rbuf *)t->buffer->context)->dev->handle; }
 int box_is_rbuft(ggml_backend_buffer_type_t t) { return t && t->iface.alloc_buffer == rbuft_alloc; }
+
+// box_rdev_set_op_missing marks op as one the worker's protocol lacks.
+void box_rdev_set_op_missing(ggml_backend_reg_t reg, int i, int op, int missing) {
+	if (op >= 0 && op < GGML_OP_COUNT) ((box_rreg *)reg->context)->devs[i]->op_missing[op] = (unsigned char)missing;
+}

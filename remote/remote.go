@@ -58,6 +58,50 @@ type Node struct {
 	// graphGen changes whenever the worker may have dropped its stored
 	// graphs: a new connection, or a freed buffer.
 	graphGen atomic.Uint64
+	// gen numbers the main connection; every buffer remembers the one it
+	// was allocated on, and a handle is never sent on another (after a
+	// reconnect the worker knows nothing of it, or has another buffer by
+	// that number).
+	gen atomic.Uint64
+
+	reg   C.ggml_backend_reg_t
+	proto rpc.Version // of the main connection; guarded by mu
+	ops   *rpc.OpMap  // guarded by mu
+}
+
+// setConn adopts c as the main connection's protocol: its op table, and
+// which of box's ops its devices may be given. Called with mu held, or
+// before the node is shared.
+func (n *Node) setConn(c *rpc.Client) {
+	n.proto, n.ops = c.Protocol(), c.Ops()
+	for i := range n.devices {
+		for op := 0; op < rpc.EmbeddedOps.Count(); op++ {
+			_, ok := n.ops.ToPeer(uint32(op))
+			missing := C.int(0)
+			if !ok {
+				missing = 1
+			}
+			C.box_rdev_set_op_missing(n.reg, C.int(i), C.int(op), missing)
+		}
+	}
+}
+
+// Protocol is the version spoken with the node now.
+func (n *Node) Protocol() rpc.Version {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proto
+}
+
+// stale reports whether t lies in a buffer of an earlier connection.
+func (n *Node) stale(t *C.struct_ggml_tensor) bool {
+	if t == nil || t.buffer == nil {
+		return false
+	}
+	if _, ours := ourBufts.Load(t.buffer.buft); !ours {
+		return false
+	}
+	return uint64(C.box_rbuf_gen(t)) != n.gen.Load()
 }
 
 // Device is one device of a node, registered with ggml as Name.
@@ -154,6 +198,9 @@ func Connect(ctx context.Context, addr string, log *slog.Logger, opts ...rpc.Dia
 		ourBufts.Store(C.box_rdev_buft(reg, C.int(i)), true)
 	}
 	C.free(unsafe.Pointer(regName))
+	n.reg = reg
+	n.gen.Store(1)
+	n.setConn(c)
 	for i := range names {
 		C.free(unsafe.Pointer(names[i]))
 		C.free(unsafe.Pointer(descs[i]))
@@ -271,6 +318,13 @@ func (n *Node) Close() {
 // Reconnect dials the node again (after a failure or Close); the device
 // count must not have changed.
 func (n *Node) Reconnect(ctx context.Context) error {
+	// The old connection is closed before the new one is dialed: a worker
+	// that serves one connection at a time (llama.cpp's rpc-server) would
+	// never answer the new one while it is open.
+	n.closeProbe()
+	if old := n.cur.Load(); old != nil {
+		old.Close()
+	}
 	c, err := rpc.Dial(ctx, n.Addr, n.dopts...)
 	if err != nil {
 		return &NodeError{Addr: n.Addr, Err: err}
@@ -308,6 +362,8 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	n.bytes.Store(0)
 	n.buffers.Store(0)
 	n.graphGen.Add(1)
+	n.gen.Add(1) // every handle of the old connection is dead from now on
+	n.setConn(c)
 	n.failed.Store(nil)
 	n.mu.Unlock()
 	n.openProbe(ctx)
@@ -370,11 +426,12 @@ func boxRemoteMemory(h C.uintptr_t, free, total *C.size_t) {
 }
 
 //export boxRemoteAlloc
-func boxRemoteAlloc(h C.uintptr_t, size C.size_t, remote, base *C.uint64_t, got *C.size_t) C.int {
+func boxRemoteAlloc(h C.uintptr_t, size C.size_t, remote, base *C.uint64_t, got *C.size_t, gen *C.uint64_t) C.int {
 	d := dev(h)
-	var handle, sz, b uint64
+	var handle, sz, b, g uint64
 	err := d.Node.call(rpc.CmdAllocBuffer, 0, func(ctx context.Context, c *rpc.Client) error {
 		var err error
+		g = d.Node.gen.Load()
 		handle, sz, err = c.AllocBuffer(ctx, d.Index, uint64(size))
 		if err != nil || handle == 0 {
 			return err
@@ -394,13 +451,16 @@ func boxRemoteAlloc(h C.uintptr_t, size C.size_t, remote, base *C.uint64_t, got 
 	}
 	d.Node.bytes.Add(int64(sz))
 	d.Node.buffers.Add(1)
-	*remote, *base, *got = C.uint64_t(handle), C.uint64_t(b), C.size_t(sz)
+	*remote, *base, *got, *gen = C.uint64_t(handle), C.uint64_t(b), C.size_t(sz), C.uint64_t(g)
 	return 0
 }
 
 //export boxRemoteFree
-func boxRemoteFree(h C.uintptr_t, remote C.uint64_t, size C.size_t) {
+func boxRemoteFree(h C.uintptr_t, remote, gen C.uint64_t, size C.size_t) {
 	d := dev(h)
+	if uint64(gen) != d.Node.gen.Load() {
+		return // the worker freed it when that connection ended
+	}
 	d.Node.graphGen.Add(1)
 	if d.Node.call(rpc.CmdFreeBuffer, 0, func(ctx context.Context, c *rpc.Client) error {
 		return c.FreeBuffer(ctx, uint64(remote))
@@ -413,16 +473,23 @@ func boxRemoteFree(h C.uintptr_t, remote C.uint64_t, size C.size_t) {
 //export boxRemoteSet
 func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, off, n C.size_t) {
 	d := dev(h)
-	wt := wireTensor(t, false)
+	if d.Node.stale(t) {
+		return
+	}
+	wt := wireTensor(t, false, nil)
 	buf := unsafe.Slice((*byte)(data), int(n))
+	weights := t.buffer != nil && t.buffer.usage == C.GGML_BACKEND_BUFFER_USAGE_WEIGHTS
 	defer d.Node.uploaded.Add(int64(len(buf)))
 	d.Node.call(rpc.CmdSetTensor, len(buf), func(ctx context.Context, c *rpc.Client) error {
 		// Large uploads are offered by hash first: a worker with a warm
-		// --cache then applies them from disk.
-		if len(buf) > rpc.BoxCacheThreshold {
+		// --cache then applies them from disk. From 7.0 only weights are
+		// (activations are not worth a cache entry), and a miss asks the
+		// worker to keep them.
+		if len(buf) > rpc.BoxCacheThreshold && (weights || !c.Protocol().CacheFlag()) {
 			if ok, err := c.SetTensorHash(ctx, wt, uint64(off), memo.hash(buf)); err != nil || ok {
 				return err
 			}
+			return c.SetTensorCache(ctx, wt, uint64(off), buf, true)
 		}
 		return c.SetTensor(ctx, wt, uint64(off), buf)
 	})
@@ -431,8 +498,12 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 //export boxRemoteGet
 func boxRemoteGet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, off, n C.size_t) {
 	d := dev(h)
-	wt := wireTensor(t, false)
 	dst := unsafe.Slice((*byte)(data), int(n))
+	if d.Node.stale(t) {
+		clear(dst)
+		return
+	}
+	wt := wireTensor(t, false, nil)
 	if err := d.Node.call(rpc.CmdGetTensor, len(dst), func(ctx context.Context, c *rpc.Client) error {
 		return c.GetTensorInto(ctx, dst, wt, uint64(off))
 	}); err != nil {
@@ -442,14 +513,20 @@ func boxRemoteGet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 
 //export boxRemoteMemset
 func boxRemoteMemset(h C.uintptr_t, t *C.struct_ggml_tensor, v C.uint8_t, off, n C.size_t) {
-	// Protocol 3.6.0 has no memset: send the bytes.
-	buf := make([]byte, int(n))
-	for i := range buf {
-		buf[i] = byte(v)
-	}
 	d := dev(h)
-	wt := wireTensor(t, false)
-	d.Node.call(rpc.CmdSetTensor, len(buf), func(ctx context.Context, c *rpc.Client) error {
+	if d.Node.stale(t) {
+		return
+	}
+	wt := wireTensor(t, false, nil)
+	d.Node.call(rpc.CmdSetTensor, int(n), func(ctx context.Context, c *rpc.Client) error {
+		if c.Protocol().HasMemset() {
+			return c.MemsetTensor(ctx, wt, uint64(off), uint64(n), uint8(v))
+		}
+		// Before 5.0 there is no memset: send the bytes.
+		buf := make([]byte, int(n))
+		for i := range buf {
+			buf[i] = byte(v)
+		}
 		return c.SetTensor(ctx, wt, uint64(off), buf)
 	})
 }
@@ -461,7 +538,10 @@ func boxRemoteCopy(h C.uintptr_t, src, dst *C.struct_ggml_tensor) C.int {
 		return 0
 	}
 	d := dev(h)
-	ws, wd := wireTensor(src, false), wireTensor(dst, false)
+	if d.Node.stale(src) || d.Node.stale(dst) {
+		return 0
+	}
+	ws, wd := wireTensor(src, false, nil), wireTensor(dst, false, nil)
 	ok := false
 	d.Node.call(rpc.CmdCopyTensor, 0, func(ctx context.Context, c *rpc.Client) error {
 		var err error
@@ -475,8 +555,11 @@ func boxRemoteCopy(h C.uintptr_t, src, dst *C.struct_ggml_tensor) C.int {
 }
 
 //export boxRemoteClear
-func boxRemoteClear(h C.uintptr_t, remote C.uint64_t, v C.uint8_t) {
+func boxRemoteClear(h C.uintptr_t, remote, gen C.uint64_t, v C.uint8_t) {
 	d := dev(h)
+	if uint64(gen) != d.Node.gen.Load() {
+		return
+	}
 	d.Node.call(rpc.CmdBufferClear, 0, func(ctx context.Context, c *rpc.Client) error {
 		return c.BufferClear(ctx, uint64(remote), uint8(v))
 	})
@@ -485,11 +568,14 @@ func boxRemoteClear(h C.uintptr_t, remote C.uint64_t, v C.uint8_t) {
 //export boxRemoteAllocSize
 func boxRemoteAllocSize(h C.uintptr_t, t *C.struct_ggml_tensor) C.size_t {
 	d := dev(h)
-	wt := wireTensor(t, false)
+	d.Node.mu.Lock()
+	m := d.Node.ops
+	d.Node.mu.Unlock()
+	wt := wireTensor(t, false, m)
 	var srcs []rpc.Tensor
 	for j := 0; j < rpc.MaxSrc; j++ {
 		if s := t.src[j]; s != nil {
-			srcs = append(srcs, wireTensor(s, false))
+			srcs = append(srcs, wireTensor(s, false, m))
 		}
 	}
 	var n uint64
@@ -509,7 +595,21 @@ func boxRemoteAllocSize(h C.uintptr_t, t *C.struct_ggml_tensor) C.size_t {
 //export boxRemoteCompute
 func boxRemoteCompute(h C.uintptr_t, g *C.struct_ggml_cgraph) C.int {
 	d := dev(h)
-	nodes, tensors := serializeGraph(g)
+	for i := 0; i < int(C.ggml_graph_n_nodes(g)); i++ {
+		t := C.ggml_graph_node(g, C.int(i))
+		stale := d.Node.stale(t)
+		for j := 0; j < rpc.MaxSrc && !stale; j++ {
+			stale = d.Node.stale(t.src[j])
+		}
+		if stale {
+			// A graph over buffers of an earlier connection: never sent.
+			return 1
+		}
+	}
+	d.Node.mu.Lock()
+	m, useCount := d.Node.ops, d.Node.proto.HasUseCount()
+	d.Node.mu.Unlock()
+	nodes, tensors := serializeGraph(g, m, useCount)
 	payload := rpc.GraphComputeReq{Device: d.Index, Nodes: nodes, Tensors: tensors}.Encode()
 	// lastGraph and lastGen are read and written under the node's lock:
 	// with --parallel, several contexts compute on the same device.

@@ -453,8 +453,10 @@ func (s *Server) reload(ctx context.Context) error {
 	if m != nil {
 		m.Close()
 	}
-	// Start from a clean slate on every worker.
-	s.cl.Close()
+	// The model and contexts are freed, so the healthy workers hold
+	// nothing of this head: only the failed ones are dialed again (a worker
+	// that serves one connection at a time would never answer a second
+	// one, and a box worker needs no new connection).
 	if err := s.cl.Reconnect(ctx); err != nil {
 		return err
 	}

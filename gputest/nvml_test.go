@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/boxproj/box/probe"
+	localprobe "github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/worker"
 	"github.com/boxproj/box/worker/workertest"
 )
 
 func nvmlOrFail(t *testing.T) probe.NVML {
 	t.Helper()
-	nv := probe.NVMLInfo(nil)
+	nv := localprobe.NVMLOf(nil)
 	if !nv.Available || len(nv.GPUs) == 0 {
 		t.Fatalf("NVML: %s", nv.Status)
 	}

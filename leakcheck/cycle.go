@@ -21,7 +21,7 @@ const (
 func (r *runner) run(ctx context.Context) (*Report, error) {
 	rep := &Report{Schema: SchemaVersion, Started: time.Now().UTC(), Model: r.model, LoadModel: r.loadModel,
 		Restarts: r.o.Restarts, Requests: r.o.Requests, ReleaseTimeoutSeconds: r.o.ReleaseTimeout.Seconds(),
-		ToleranceBytes: r.o.Tolerance, NVML: r.nvml.describe(), Judged: r.judged, Cycles: []Cycle{}, Trends: []Trend{}, Problems: []string{}}
+		ToleranceBytes: r.o.Tolerance, NVML: r.gpus.describe(), Judged: r.judged, Cycles: []Cycle{}, Trends: []Trend{}, Problems: []string{}}
 	for _, m := range r.o.Modes {
 		rep.Modes = append(rep.Modes, string(m))
 	}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/boxproj/box/api"
+	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/synth"
 )
 
@@ -87,6 +88,11 @@ type Options struct {
 	// AdminToken is the workers' admin token. Local workers are started
 	// with it (a random one when empty).
 	AdminToken string
+
+	// NVML reads this host's GPUs (cmd/box gives local.NVML, box's one
+	// NVML wrapper); nil: GPU memory is not watched. It is only asked when
+	// every worker runs on this host.
+	NVML func() *probe.NVML
 
 	Box        string   // the box executable (default os.Executable())
 	WorkerArgs []string // extra flags for local workers (tests)
@@ -194,7 +200,7 @@ type runner struct {
 	// the heads leakcheck started. Any other connection is foreign.
 	ours    []map[uint64]bool
 	ns      *netns
-	nvml    *nvmlProbe
+	gpus    *gpus
 	cleanup func()
 }
 
@@ -263,8 +269,7 @@ func (r *runner) setup(ctx context.Context) error {
 	if hasMode(r.o.Modes, Vanish) {
 		if len(r.o.RPC) > 0 {
 			for _, ep := range r.o.RPC {
-				host, _, _ := net.SplitHostPort(ep.Addr)
-				if ip := net.ParseIP(host); ip == nil || ip.IsLoopback() || host == "localhost" {
+				if ip := net.ParseIP(api.HostOf(ep.Addr)); ip == nil || api.IsLoopback(ep.Addr) {
 					return setupErr("mode vanish: worker %s must listen on an address of this host other than loopback, reachable from a network namespace (or leave vanish out of --modes)", ep.Addr)
 				}
 			}
@@ -316,47 +321,22 @@ func (r *runner) setup(ctx context.Context) error {
 	// NVML, for GPUs of this host: only meaningful when the workers run here.
 	local := true
 	for _, w := range r.workers {
-		if w.local == nil {
-			host, _, _ := net.SplitHostPort(w.ep.Addr)
-			if !isLocalAddr(host) {
-				local = false
-			}
+		if w.local == nil && !api.IsLocal(w.ep.Addr) {
+			local = false
 		}
 	}
 	if local {
-		r.nvml = openNVML()
-		cleanups = append(cleanups, r.nvml.close)
+		r.gpus = newGPUs(r.o.NVML)
 	} else {
-		r.nvml = &nvmlProbe{reason: "workers are not on this host"}
+		r.gpus = &gpus{reason: "workers are not on this host"}
 	}
-	r.logf("NVML: %s", r.nvml.describe())
+	r.logf("NVML: %s", r.gpus.describe())
 	return nil
 }
 
 func hasMode(ms []Mode, m Mode) bool {
 	for _, x := range ms {
 		if x == m {
-			return true
-		}
-	}
-	return false
-}
-
-// isLocalAddr reports whether host is loopback or one of this host's addresses.
-func isLocalAddr(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return false
-	}
-	if ip.IsLoopback() {
-		return true
-	}
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
 			return true
 		}
 	}

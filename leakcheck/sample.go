@@ -109,7 +109,7 @@ func (r *runner) take(ctx context.Context, withConns bool) sample {
 			ws.rss, ws.rssOK = readRSS(pid)
 		}
 	}
-	s.nvmlUsed, s.nvmlProc, s.nvmlOK = r.nvml.read(pids)
+	s.nvmlUsed, s.nvmlProc, s.nvmlOK = r.gpus.read(pids)
 	return s
 }
 

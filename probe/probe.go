@@ -1,8 +1,10 @@
-// Package probe reports what a node knows about its memory: the ggml devices
-// of this host, host RAM and the cgroup limit, NVIDIA GPUs through NVML
-// (when the library is there), and remote nodes through a box worker's admin
-// API or through the ggml RPC protocol itself (HELLO, DEVICE_COUNT,
-// GET_DEVICE_MEMORY), so that even llama.cpp's rpc-server can be probed.
+// Package probe reports what a node knows about its memory: remote nodes
+// through a box worker's admin API or through the ggml RPC protocol itself
+// (HELLO, DEVICE_COUNT, GET_DEVICE_MEMORY), so that even llama.cpp's
+// rpc-server can be probed, and the report types, with the table. It is
+// pure Go: this host's own view (ggml devices, host RAM and the cgroup
+// limit, NVIDIA GPUs through NVML) is made by the cgo package in probe/local, in
+// these types.
 //
 // # JSON schema (version 1)
 //
@@ -35,12 +37,10 @@ package probe
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/boxproj/box/ggml"
 	"github.com/boxproj/box/hostmem"
 )
 
@@ -156,7 +156,6 @@ type Conn struct {
 	Buffers      int       `json:"buffers"`
 }
 
-// Host is the host's RAM and, when the process runs in a memory-limited
 // Host is the machine's memory (see package hostmem).
 type Host = hostmem.Host
 
@@ -206,43 +205,6 @@ func (g GPU) BoxBytes() uint64 {
 	return n
 }
 
-// Local probes this host: ggml's devices, host memory and NVML. It never
-// fails: what cannot be read is described in the node's fields. A worker or
-// head can embed it (e.g. behind GET /v1/probe) as is.
-func Local(ctx context.Context) Report {
-	return Report{Schema: SchemaVersion, Time: time.Now().UTC(), Nodes: []Node{LocalNode(ctx)}}
-}
-
-// LocalNode is the local part of Local.
-func LocalNode(ctx context.Context) Node {
-	n := Node{Name: "local", Kind: KindLocal, Reachable: true, Status: "ok"}
-	if h, err := os.Hostname(); err == nil {
-		n.Address = h
-	}
-	h, err := HostMemory("/")
-	if err == nil {
-		n.Host = &h
-	} else {
-		n.Error = "host memory: " + err.Error()
-	}
-	for _, d := range ggml.Devices() {
-		total, free := d.Total, d.Free
-		if d.Type == "cpu" && n.Host != nil {
-			total, free = CPUMemory(total, free, h)
-		}
-		used := sub(total, free)
-		n.Devices = append(n.Devices, Device{Index: d.Index, Name: d.Name, Description: d.Description, Type: d.Type,
-			Backend: d.Backend, Source: SourceGGML, MemoryTotal: total, MemoryFree: free, UsedByOthers: &used})
-	}
-	for _, l := range ggml.Loaded() {
-		n.Backends = append(n.Backends, BackendLib{Path: l.Path, Backend: l.Backend, Devices: l.Devices, Skipped: l.Skipped})
-	}
-	nv := NVMLInfo(nil)
-	n.NVML = &nv
-	n.Devices = append(n.Devices, nv.Devices()...)
-	return n
-}
-
 // CPUMemory narrows ggml's figures for a CPU device to what the host says
 // (see hostmem.CPU).
 func CPUMemory(total, free uint64, h Host) (uint64, uint64) { return hostmem.CPU(total, free, h) }
@@ -259,6 +221,25 @@ func (nv NVML) Devices() []Device {
 		others := sub(g.MemoryUsed, box)
 		out = append(out, Device{Index: g.Index, Name: fmt.Sprintf("GPU%d", g.Index), Description: g.Name, Type: "gpu",
 			Source: SourceNVML, MemoryTotal: g.MemoryTotal, MemoryFree: g.MemoryFree, BoundBytes: &box, UsedByOthers: &others})
+	}
+	return out
+}
+
+// GPUProcess is a process on one GPU.
+type GPUProcess struct {
+	GPU int
+	Process
+}
+
+// NonBox lists the processes that are not box and hold GPU memory.
+func (nv NVML) NonBox() []GPUProcess {
+	var out []GPUProcess
+	for _, g := range nv.GPUs {
+		for _, p := range g.Processes {
+			if !p.Box && p.UsedMemory > 0 {
+				out = append(out, GPUProcess{g.Index, p})
+			}
+		}
 	}
 	return out
 }

@@ -23,12 +23,3 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
-
-func TestIsLocalURL(t *testing.T) {
-	for u, want := range map[string]bool{"http://127.0.0.1:50053": true, "localhost:1": true, "http://[::1]:5/": true,
-		"http://10.0.0.5:50053": false, "": false} {
-		if IsLocalURL(u) != want {
-			t.Errorf("IsLocalURL(%q) != %v", u, want)
-		}
-	}
-}

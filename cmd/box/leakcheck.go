@@ -8,15 +8,16 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/boxproj/box/cluster"
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/leakcheck"
 	"github.com/boxproj/box/probe"
+	"github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/synth"
 )
 
 func newLeakcheck() *cobra.Command {
 	var (
-		o                              = leakcheck.Options{Log: io.Discard}
+		o                              = leakcheck.Options{Log: io.Discard, NVML: local.NVML}
 		rpcList, modes, jsonOut, junit string
 		verbose                        bool
 		tolerance                      = probe.NewSize("16MiB")
@@ -62,7 +63,7 @@ func newLeakcheck() *cobra.Command {
 		}
 		var err error
 		if rpcList != "" {
-			if o.RPC, err = cluster.ParseEndpoints(rpcList); err != nil {
+			if o.RPC, err = api.ParseEndpoints(rpcList); err != nil {
 				return usageError{err}
 			}
 			// Workers started elsewhere have their own token; local ones

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/boxproj/box/probe"
+	"github.com/boxproj/box/probe/local"
 )
 
 func newProbe() *cobra.Command {
@@ -42,7 +43,7 @@ func newProbe() *cobra.Command {
 		t := probe.Targets{Admin: splitList(admins), RPC: splitList(rpcs), Token: tok}
 		var rep probe.Report
 		if len(t.Admin)+len(t.RPC) == 0 {
-			rep = probe.Local(c.Context())
+			rep = local.Report(c.Context())
 		} else {
 			rep = probe.Remote(c.Context(), t, timeout)
 		}

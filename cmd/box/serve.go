@@ -13,14 +13,14 @@ import (
 	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/llama"
-	"github.com/boxproj/box/probe"
+	"github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/serve"
 	"github.com/boxproj/box/synth"
 )
 
 func newServe() *cobra.Command {
 	var (
-		cfg                                    = serve.Config{Probe: func(ctx context.Context) any { return probe.Local(ctx) }}
+		cfg                                    = serve.Config{Probe: func(ctx context.Context) any { return local.Report(ctx) }}
 		cacheDir, listen, logLevel, rpc, split string
 		demo                                   bool
 	)

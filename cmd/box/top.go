@@ -10,7 +10,8 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
 
-	"github.com/boxproj/box/probe"
+	"github.com/boxproj/box/api"
+	"github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/tui"
 )
 
@@ -65,9 +66,9 @@ func newTop(use string) *cobra.Command {
 			return err
 		}
 		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout, AdminToken: tok}
-		local := probe.IsLocalURL(head) || slices.ContainsFunc(targets, func(t tui.Target) bool { return probe.IsLocalURL(t.URL) })
-		if nvmlMode == "on" || nvmlMode == "auto" && local {
-			cfg.NVML = func() *probe.NVML { nv := probe.NVMLInfo(nil); return &nv }
+		here := api.IsLocal(head) || slices.ContainsFunc(targets, func(t tui.Target) bool { return api.IsLocal(t.URL) })
+		if nvmlMode == "on" || nvmlMode == "auto" && here {
+			cfg.NVML = local.NVML
 		}
 		p := tui.NewPoller(cfg)
 		if once {

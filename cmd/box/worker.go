@@ -14,13 +14,14 @@ import (
 
 	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe"
+	"github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/worker"
 )
 
 func newWorker() *cobra.Command {
 	var (
-		cfg                               = worker.Config{DriverMemory: probe.ProcessGPUMemory}
+		cfg                               = worker.Config{DriverMemory: local.ProcessGPUMemory}
 		listen, admin, devices, allow, lv string
 		maxMem, maxConn, maxHost          = probe.NewSize(""), probe.NewSize(""), probe.NewSize("")
 		cacheMax                          = probe.NewSize("")
@@ -97,9 +98,9 @@ func newWorker() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if host, _, err := net.SplitHostPort(listen); err != nil {
+		if _, _, err := net.SplitHostPort(listen); err != nil {
 			return usagef("--listen %q: %v", listen, err)
-		} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		} else if !api.IsLoopback(listen) {
 			log.Warn("listening beyond loopback: the RPC protocol has no authentication; restrict with --allow or a firewall", "listen", listen)
 		}
 		w, err := worker.New(cfg, log)
@@ -113,9 +114,9 @@ func newWorker() *cobra.Command {
 			return fmt.Errorf("listen: %w", err)
 		}
 		if admin != "" {
-			if host, _, err := net.SplitHostPort(admin); err != nil {
+			if _, _, err := net.SplitHostPort(admin); err != nil {
 				return usagef("--admin %q: %v", admin, err)
-			} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			} else if !api.IsLoopback(admin) {
 				log.Warn("admin API beyond loopback: restrict it with --allow or a firewall; it needs the admin token", "admin", admin)
 			}
 			tok, created, err := api.ServerToken(token, tokenFile)
@@ -135,7 +136,7 @@ func newWorker() *cobra.Command {
 			// The admin API, plus this node's probe view (NVML, host memory).
 			mux := http.NewServeMux()
 			mux.Handle("/", w.AdminHandler(version))
-			mux.HandleFunc("GET /v1/probe", probe.LocalHandler)
+			mux.HandleFunc("GET /v1/probe", local.Handler)
 			srv := &http.Server{Handler: guard.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
 			go srv.Serve(aln)
 			defer func() {

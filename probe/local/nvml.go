@@ -1,4 +1,4 @@
-package probe
+package local
 
 import (
 	"fmt"
@@ -7,15 +7,23 @@ import (
 	"strings"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/boxproj/box/probe"
 )
 
 // procDir is where process names are read from (/proc/PID/comm).
 var procDir = "/proc"
 
-// NVMLInfo asks NVML about every NVIDIA GPU. lib nil means the system
-// library (libnvidia-ml.so.1, loaded at run time). A missing library or a
-// failing NVML is a normal state: Available is false and Status says why.
-func NVMLInfo(lib nvml.Interface) (out NVML) {
+// NVML asks the system's NVML (libnvidia-ml.so.1, loaded at run time) about
+// every NVIDIA GPU: the reader boxtop (tui.Config.NVML) and leakcheck
+// (leakcheck.Options.NVML) are given.
+func NVML() *probe.NVML { nv := NVMLOf(nil); return &nv }
+
+// NVMLOf asks NVML about every NVIDIA GPU; it is box's one NVML wrapper. lib
+// nil means the system library. A missing library or a failing NVML is a
+// normal state: Available is false and Status says why. NVML is initialised
+// and shut down within the call.
+func NVMLOf(lib nvml.Interface) (out probe.NVML) {
 	if lib == nil {
 		lib = nvml.New()
 	}
@@ -23,28 +31,28 @@ func NVMLInfo(lib nvml.Interface) (out NVML) {
 		// A half-working driver can make the bindings panic; that is still
 		// only "no NVML" for a probe.
 		if r := recover(); r != nil {
-			out = NVML{Status: fmt.Sprintf("NVML not available: %v", r)}
+			out = probe.NVML{Status: fmt.Sprintf("NVML not available: %v", r)}
 		}
 	}()
 	switch ret := lib.Init(); ret {
 	case nvml.SUCCESS:
 	case nvml.ERROR_LIBRARY_NOT_FOUND:
-		return NVML{Status: "NVML not available: libnvidia-ml.so not found"}
+		return probe.NVML{Status: "NVML not available: libnvidia-ml.so not found"}
 	case nvml.ERROR_DRIVER_NOT_LOADED:
-		return NVML{Status: "NVML not available: NVIDIA driver not loaded"}
+		return probe.NVML{Status: "NVML not available: NVIDIA driver not loaded"}
 	case nvml.ERROR_NO_PERMISSION:
-		return NVML{Status: "NVML not available: no permission"}
+		return probe.NVML{Status: "NVML not available: no permission"}
 	default:
-		return NVML{Status: "NVML not available: " + retString(lib, ret)}
+		return probe.NVML{Status: "NVML not available: " + retString(lib, ret)}
 	}
 	defer lib.Shutdown()
-	out = NVML{Available: true}
+	out = probe.NVML{Available: true}
 	if v, ret := lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
 		out.DriverVersion = v
 	}
 	count, ret := lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
-		return NVML{Status: "NVML not available: device count: " + retString(lib, ret)}
+		return probe.NVML{Status: "NVML not available: device count: " + retString(lib, ret)}
 	}
 	self := os.Getpid()
 	for i := 0; i < count; i++ {
@@ -52,7 +60,7 @@ func NVMLInfo(lib nvml.Interface) (out NVML) {
 		if ret != nvml.SUCCESS {
 			continue
 		}
-		g := GPU{Index: i, Processes: []Process{}}
+		g := probe.GPU{Index: i, Processes: []probe.Process{}}
 		g.Name, _ = dev.GetName()
 		g.UUID, _ = dev.GetUUID()
 		if m, ret := dev.GetMemoryInfo(); ret == nvml.SUCCESS {
@@ -80,7 +88,7 @@ func NVMLInfo(lib nvml.Interface) (out NVML) {
 				}
 				name := comm(p.Pid)
 				seen[p.Pid] = len(g.Processes)
-				g.Processes = append(g.Processes, Process{PID: p.Pid, Name: name, UsedMemory: p.UsedGpuMemory,
+				g.Processes = append(g.Processes, probe.Process{PID: p.Pid, Name: name, UsedMemory: p.UsedGpuMemory,
 					Box: int(p.Pid) == self || name == "box" || name == "boxtop"})
 			}
 		}
@@ -114,30 +122,11 @@ func comm(pid uint32) string {
 	return strings.TrimSpace(string(b))
 }
 
-// GPUProcess is a process on one GPU.
-type GPUProcess struct {
-	GPU int
-	Process
-}
-
-// NonBox lists the processes that are not box and hold GPU memory.
-func (nv NVML) NonBox() []GPUProcess {
-	var out []GPUProcess
-	for _, g := range nv.GPUs {
-		for _, p := range g.Processes {
-			if !p.Box && p.UsedMemory > 0 {
-				out = append(out, GPUProcess{g.Index, p})
-			}
-		}
-	}
-	return out
-}
-
 // ProcessGPUMemory maps each process NVML lists on any GPU to the device
 // memory it holds there (summed over GPUs). Without NVML it returns an
 // error, and callers treat the driver's view as unknown.
 func ProcessGPUMemory() (map[int]uint64, error) {
-	nv := NVMLInfo(nil)
+	nv := NVMLOf(nil)
 	if !nv.Available {
 		return nil, fmt.Errorf("%s", nv.Status)
 	}

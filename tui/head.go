@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/boxproj/box/probe"
+	"github.com/boxproj/box/api"
 )
 
 // HeadStats is what a head says about serving: its model, throughput,
@@ -48,17 +48,6 @@ const (
 	RateWindow = 10 * time.Second
 	TTFTWindow = time.Minute
 )
-
-// headCluster is the part of a head's GET /v1/cluster that boxtop reads.
-type headCluster struct {
-	probe.Cluster
-	LocalLayers int `json:"local_layers"`
-	Plan        []struct {
-		Addr   string `json:"addr"`
-		Layers int    `json:"layers"`
-		Need   uint64 `json:"need_bytes"`
-	} `json:"plan"`
-}
 
 // headSample is one read of the head's counters.
 type headSample struct {
@@ -269,7 +258,7 @@ func getHead(ctx context.Context, hc *http.Client, url string, v any) ([]byte, e
 
 // headFetch is one poll of a head.
 type headFetch struct {
-	cluster headCluster
+	cluster api.ClusterView
 	err     error // /v1/cluster failed: the head is unreachable
 	model   string
 	metrics metricsText // nil when /metrics failed
@@ -277,7 +266,7 @@ type headFetch struct {
 
 func fetchHead(ctx context.Context, hc *http.Client, base string) headFetch {
 	var f headFetch
-	if _, f.err = getHead(ctx, hc, base+"/v1/cluster", &f.cluster); f.err != nil {
+	if f.cluster, f.err = (api.Client{HTTP: hc}).Cluster(ctx, base); f.err != nil {
 		return f
 	}
 	var models struct {
@@ -310,7 +299,9 @@ func headStats(prev HeadStats, f headFetch, samples *[]headSample, now time.Time
 		st.Since = now
 	}
 	st.Reachable, st.State, st.Error = true, f.cluster.State, f.cluster.Error
-	st.LocalLayers = f.cluster.LocalLayers
+	if f.cluster.LocalLayers != nil {
+		st.LocalLayers = *f.cluster.LocalLayers
+	}
 	if f.model != "" {
 		st.Model = f.model
 	}

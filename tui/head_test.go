@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/worker"
 	"github.com/boxproj/box/worker/workertest"
 )
@@ -190,11 +191,11 @@ func TestPollerHeadServing(t *testing.T) {
 // counters; a worker without counters (all zero) has no rates.
 func TestPollerActivity(t *testing.T) {
 	var mu sync.Mutex
-	conns := []worker.ConnInfo{{ID: 1, Peer: "10.0.0.2:1", State: "serving", Commands: 100, BytesIn: 1 << 20, BytesOut: 4096},
+	conns := []api.ConnInfo{{ID: 1, Peer: "10.0.0.2:1", State: "serving", Commands: 100, BytesIn: 1 << 20, BytesOut: 4096},
 		{ID: 2, Peer: "10.0.0.3:1", State: "serving"}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/node", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(worker.NodeInfo{Devices: []worker.DeviceInfo{{Name: "CPU", MemoryTotal: 1 << 30, MemoryFree: 1 << 29}}})
+		json.NewEncoder(w).Encode(api.NodeInfo{Devices: []api.DeviceInfo{{Name: "CPU", MemoryTotal: 1 << 30, MemoryFree: 1 << 29}}})
 	})
 	mux.HandleFunc("GET /v1/connections", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()

@@ -12,8 +12,8 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe"
-	"github.com/boxproj/box/worker"
 )
 
 // Source is what the Model reads and acts through; *Poller is one.
@@ -360,9 +360,9 @@ func (m *Model) nodeRows() []nodeRow {
 			}
 		}
 	}
-	dev := func(r nodeRow) worker.DeviceInfo {
+	dev := func(r nodeRow) api.DeviceInfo {
 		if r.dev < 0 {
-			return worker.DeviceInfo{}
+			return api.DeviceInfo{}
 		}
 		return r.node.Info.Devices[r.dev]
 	}
@@ -405,11 +405,11 @@ func (m *Model) selectedNode() *Node {
 	return rows[m.nodeIndex(rows)].node
 }
 
-func (m *Model) connRows(n *Node) []worker.ConnInfo {
+func (m *Model) connRows(n *Node) []api.ConnInfo {
 	if n == nil {
 		return nil
 	}
-	var rows []worker.ConnInfo
+	var rows []api.ConnInfo
 	for _, c := range n.Conns {
 		if m.match(fmt.Sprint(c.ID), c.Peer, string(c.State), n.Name) {
 			rows = append(rows, c)
@@ -432,7 +432,7 @@ func (m *Model) connRows(n *Node) []worker.ConnInfo {
 	return rows
 }
 
-func (m *Model) connIndex(rows []worker.ConnInfo) int {
+func (m *Model) connIndex(rows []api.ConnInfo) int {
 	for i, c := range rows {
 		if c.ID == m.selConn {
 			return i
@@ -441,7 +441,7 @@ func (m *Model) connIndex(rows []worker.ConnInfo) int {
 	return 0
 }
 
-func (m *Model) selectedConn() *worker.ConnInfo {
+func (m *Model) selectedConn() *api.ConnInfo {
 	rows := m.connRows(m.selectedNode())
 	if len(rows) == 0 {
 		return nil
@@ -548,7 +548,7 @@ func (k keyMap) FullHelp() [][]key.Binding {
 
 // describeConn says what a connection is, for the close prompt: the head's
 // (with its model and what it placed there), or a client with its bytes.
-func (m *Model) describeConn(n *Node, c *worker.ConnInfo) string {
+func (m *Model) describeConn(n *Node, c *api.ConnInfo) string {
 	held := fmt.Sprintf("%s in %s", probe.HumanBytes(c.Bytes), plural(len(c.Buffers), "buffer"))
 	if n.HeadConn == c.ID && c.ID != 0 {
 		model := ""

@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/exp/golden"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/worker"
 	"github.com/boxproj/box/worker/workertest"
 )
@@ -38,18 +39,18 @@ func (f *fakeSource) Close(_ context.Context, node string, id uint64) error {
 }
 
 func fakeSnapshot() Snapshot {
-	dev := func(bound uint64) []worker.DeviceInfo {
-		return []worker.DeviceInfo{{Name: "CPU", MemoryTotal: 16 * gib, MemoryFree: 14*gib - bound, BoundBytes: bound}}
+	dev := func(bound uint64) []api.DeviceInfo {
+		return []api.DeviceInfo{{Name: "CPU", MemoryTotal: 16 * gib, MemoryFree: 14*gib - bound, BoundBytes: bound}}
 	}
-	conn := func(id, bytes uint64, since time.Duration) worker.ConnInfo {
-		return worker.ConnInfo{ID: id, Peer: "10.0.0.9:4000" + string(rune('0'+id)), Since: t0.Add(-since), LastActivity: t0,
-			State: "serving", Bytes: bytes, Buffers: []worker.BufferInfo{{ID: 1, Device: "CPU", Size: bytes, Created: t0.Add(-since)}}}
+	conn := func(id, bytes uint64, since time.Duration) api.ConnInfo {
+		return api.ConnInfo{ID: id, Peer: "10.0.0.9:4000" + string(rune('0'+id)), Since: t0.Add(-since), LastActivity: t0,
+			State: "serving", Bytes: bytes, Buffers: []api.BufferInfo{{ID: 1, Device: "CPU", Size: bytes, Created: t0.Add(-since)}}}
 	}
 	return Snapshot{Time: t0, Nodes: []Node{
-		{Name: "a", State: StateUp, Info: worker.NodeInfo{BoundBytes: 1 << 20, Devices: dev(1 << 20)},
-			Conns: []worker.ConnInfo{conn(1, 1<<20, time.Minute)}, History: [][]uint64{{0, 1 << 20}}},
-		{Name: "b", State: StateUp, Info: worker.NodeInfo{BoundBytes: 8 << 20, Devices: dev(8 << 20)},
-			Conns: []worker.ConnInfo{conn(1, 3<<20, time.Minute), conn(2, 5<<20, time.Hour)}, History: [][]uint64{{8 << 20}}},
+		{Name: "a", State: StateUp, Info: api.NodeInfo{BoundBytes: 1 << 20, Devices: dev(1 << 20)},
+			Conns: []api.ConnInfo{conn(1, 1<<20, time.Minute)}, History: [][]uint64{{0, 1 << 20}}},
+		{Name: "b", State: StateUp, Info: api.NodeInfo{BoundBytes: 8 << 20, Devices: dev(8 << 20)},
+			Conns: []api.ConnInfo{conn(1, 3<<20, time.Minute), conn(2, 5<<20, time.Hour)}, History: [][]uint64{{8 << 20}}},
 	}}
 }
 

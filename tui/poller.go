@@ -16,8 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe"
-	"github.com/boxproj/box/worker"
 )
 
 // Target is one worker admin API to watch.
@@ -36,9 +36,9 @@ func ParseTargets(s string) ([]Target, error) {
 		}
 		var t Target
 		if name, u, ok := strings.Cut(item, "="); ok {
-			t = Target{Name: name, URL: probe.NormalizeURL(u)}
+			t = Target{Name: name, URL: api.NormalizeURL(u)}
 		} else {
-			t = Target{URL: probe.NormalizeURL(item)}
+			t = Target{URL: api.NormalizeURL(item)}
 		}
 		if t.URL == "" || t.Name == "" && item == "=" {
 			return nil, fmt.Errorf("bad node %q: want URL or name=URL", item)
@@ -118,8 +118,8 @@ type Node struct {
 	Error     string // why down or degraded
 	// Info and Conns are the last answers; a down node keeps what it said
 	// last, so its devices stay listed.
-	Info  worker.NodeInfo
-	Conns []worker.ConnInfo
+	Info  api.NodeInfo
+	Conns []api.ConnInfo
 	// Activity is each connection's rates since the previous poll, by id.
 	Activity map[uint64]Activity
 	// History holds recent bound bytes per device (Info.Devices order),
@@ -197,7 +197,7 @@ func (a Alert) Lasted() time.Duration {
 // Poller polls admin APIs and keeps history. It is safe for concurrent use.
 type Poller struct {
 	cfg   Config
-	admin probe.AdminClient
+	admin api.Client
 
 	mu       sync.Mutex
 	targets  []Target
@@ -205,7 +205,7 @@ type Poller struct {
 	log      []Alert           // the event log, oldest first
 	conds    map[string]*Alert // active conditions by key
 	condSeq  []string          // their keys in the order they began
-	head     headCluster
+	head     api.ClusterView
 	headErr  string
 	stats    HeadStats
 	hsamples []headSample
@@ -241,11 +241,11 @@ func NewPoller(cfg Config) *Poller {
 	if cfg.HTTP == nil {
 		cfg.HTTP = http.DefaultClient
 	}
-	cfg.Head = probe.NormalizeURL(cfg.Head)
-	p := &Poller{cfg: cfg, admin: probe.AdminClient{HTTP: cfg.HTTP, Token: cfg.AdminToken}, track: map[string]*track{}, conds: map[string]*Alert{}}
+	cfg.Head = api.NormalizeURL(cfg.Head)
+	p := &Poller{cfg: cfg, admin: api.Client{HTTP: cfg.HTTP, Token: cfg.AdminToken}, track: map[string]*track{}, conds: map[string]*Alert{}}
 	p.stats.URL = cfg.Head
 	for _, t := range cfg.Nodes {
-		t.URL = probe.NormalizeURL(t.URL)
+		t.URL = api.NormalizeURL(t.URL)
 		if t.Name == "" {
 			t.Name = hostOf(t.URL)
 		}
@@ -255,15 +255,15 @@ func NewPoller(cfg Config) *Poller {
 }
 
 type fetched struct {
-	info   worker.NodeInfo
-	conns  []worker.ConnInfo
-	events []worker.Event
+	info   api.NodeInfo
+	conns  []api.ConnInfo
+	events []api.Event
 	err    error
 }
 
 // headWorker is what the head says about one worker.
 type headWorker struct {
-	probe.ClusterWorker
+	api.ClusterWorker
 	need uint64
 }
 
@@ -284,7 +284,7 @@ func (p *Poller) Poll(ctx context.Context) Snapshot {
 			p.head = hf.cluster
 			p.targets = p.targets[:0]
 			for _, w := range hf.cluster.Workers {
-				p.targets = append(p.targets, Target{Name: w.Addr, URL: probe.NormalizeURL(w.Admin)})
+				p.targets = append(p.targets, Target{Name: w.Addr, URL: api.NormalizeURL(w.Admin)})
 			}
 		}
 		p.stats = headStats(p.stats, hf, &p.hsamples, now)
@@ -555,7 +555,7 @@ func (p *Poller) update(tr *track, f fetched, now time.Time) {
 	// Connections that vanished since the last poll ended.
 	if n.Seen && n.State != StateDown {
 		for _, old := range n.Conns {
-			if !slices.ContainsFunc(f.conns, func(c worker.ConnInfo) bool { return c.ID == old.ID }) {
+			if !slices.ContainsFunc(f.conns, func(c api.ConnInfo) bool { return c.ID == old.ID }) {
 				tr.ended = append(tr.ended, endedConn{id: old.ID, when: now, bytes: old.Bytes})
 			}
 		}
@@ -590,10 +590,10 @@ func (p *Poller) update(tr *track, f fetched, now time.Time) {
 
 // activity is each connection's rates from the counters of two polls dt
 // apart. A worker that does not count (all zero) has no rates.
-func activity(prev, cur []worker.ConnInfo, dt time.Duration) map[uint64]Activity {
+func activity(prev, cur []api.ConnInfo, dt time.Duration) map[uint64]Activity {
 	out := map[uint64]Activity{}
 	for _, c := range cur {
-		i := slices.IndexFunc(prev, func(o worker.ConnInfo) bool { return o.ID == c.ID })
+		i := slices.IndexFunc(prev, func(o api.ConnInfo) bool { return o.ID == c.ID })
 		if i < 0 || dt <= 0 || c.Commands == 0 && c.BytesIn == 0 && c.BytesOut == 0 {
 			out[c.ID] = Activity{}
 			continue
@@ -612,7 +612,7 @@ func activity(prev, cur []worker.ConnInfo, dt time.Duration) map[uint64]Activity
 }
 
 // eventAlert turns a worker event into an event log entry.
-func eventAlert(e worker.Event) (Alert, bool) {
+func eventAlert(e api.Event) (Alert, bool) {
 	freed := fmt.Sprintf("freed %s, %s", plural(e.Buffers, "buffer"), probe.HumanBytes(e.Bytes))
 	detail := ""
 	if e.Detail != "" {

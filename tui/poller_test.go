@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe"
 	"github.com/boxproj/box/worker"
 	"github.com/boxproj/box/worker/workertest"
@@ -129,7 +130,7 @@ func TestPollerLeakAlerts(t *testing.T) {
 	})
 	// An operator close frees what the leak kept: the closed connection is
 	// gone, but nothing is bound to a live connection any more either.
-	if err := (probe.AdminClient{}).Close(ctx, w.Admin, 1); err != nil {
+	if err := (api.Client{}).Close(ctx, w.Admin, 1); err != nil {
 		t.Fatal(err)
 	}
 	s = p.Poll(ctx)
@@ -146,8 +147,8 @@ func TestPollerBaselineAlert(t *testing.T) {
 	conns := `[{"id":1,"peer":"10.0.0.2:1","state":"serving","bytes":1048576,"buffers":[{"id":1,"device":"CPU","size":1048576}]}]`
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/node", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(worker.NodeInfo{Version: "x", Protocol: "3.6.0", BoundBytes: bound,
-			Devices: []worker.DeviceInfo{{Name: "CPU", MemoryTotal: 1 << 30, MemoryFree: 1 << 29, BoundBytes: bound}}})
+		json.NewEncoder(w).Encode(api.NodeInfo{Version: "x", Protocol: "3.6.0", BoundBytes: bound,
+			Devices: []api.DeviceInfo{{Name: "CPU", MemoryTotal: 1 << 30, MemoryFree: 1 << 29, BoundBytes: bound}}})
 	})
 	mux.HandleFunc("GET /v1/connections", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"connections":` + conns + `}`))
@@ -211,7 +212,7 @@ func TestPollerQuotaReapedAndGPUAlerts(t *testing.T) {
 
 func TestPollerHead(t *testing.T) {
 	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})
-	cluster := probe.Cluster{State: "degraded", Workers: []probe.ClusterWorker{
+	cluster := api.ClusterView{State: "degraded", Workers: []api.ClusterWorker{
 		{Addr: "10.0.0.1:50052", Admin: w1.Admin, State: "up", Devices: []string{"RPC[10.0.0.1:50052]#0"}},
 		{Addr: "10.0.0.2:50052", Admin: w2.Admin, State: "down", Error: "EOF", DownSince: t0},
 		{Addr: "10.0.0.3:50052", State: "up"},

@@ -9,8 +9,8 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe"
-	"github.com/boxproj/box/worker"
 )
 
 var (
@@ -88,7 +88,7 @@ func age(d time.Duration) string {
 }
 
 // bar draws a device's memory as bound / others / free cells.
-func bar(d worker.DeviceInfo, w int) string {
+func bar(d api.DeviceInfo, w int) string {
 	if w <= 0 {
 		return ""
 	}
@@ -587,7 +587,7 @@ func (m *Model) nodesSection(w int) section {
 	}
 	for _, r := range rows {
 		n := r.node
-		var d worker.DeviceInfo
+		var d api.DeviceInfo
 		devName := "-"
 		if r.dev >= 0 {
 			d = n.Info.Devices[r.dev]
@@ -733,7 +733,7 @@ func (m *Model) connHeader(w int) (string, connLayout) {
 	return h, l
 }
 
-func (m *Model) connLines(n *Node, conns []worker.ConnInfo, l connLayout) []string {
+func (m *Model) connLines(n *Node, conns []api.ConnInfo, l connLayout) []string {
 	now := m.now()
 	var out []string
 	for _, c := range conns {

@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/leakcheck"
 	"github.com/boxproj/box/rpc"
-	"github.com/boxproj/box/worker"
 	"github.com/boxproj/box/worker/compute/computetest"
 )
 
@@ -329,7 +329,7 @@ func TestLeakcheckCreepingFloor(t *testing.T) {
 
 // clientConn is the one connection on a worker that is not leakcheck's (the
 // test's own client), from the worker's admin API after the run.
-func clientConn(t *testing.T, admin string) worker.ConnInfo {
+func clientConn(t *testing.T, admin string) api.ConnInfo {
 	t.Helper()
 	resp, err := adminGet("http://" + admin + "/v1/connections")
 	if err != nil {
@@ -337,7 +337,7 @@ func clientConn(t *testing.T, admin string) worker.ConnInfo {
 	}
 	defer resp.Body.Close()
 	var cs struct {
-		Connections []worker.ConnInfo `json:"connections"`
+		Connections []api.ConnInfo `json:"connections"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&cs); err != nil {
 		t.Fatal(err)

@@ -55,8 +55,9 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 # --- build libggml-cuda.so ----------------------------------------------------
 lib=$out/lib
 mkdir -p "$lib" "$out/src"
-if [ ! -f "$out/src/.box-version" ]; then
-	tar -C "$out/src" -xzf "$out/ggml-src.tar.gz"
+if [ ! -f "$out/src/.extracted" ] || [ "$out/ggml-src.tar.gz" -nt "$out/src/.extracted" ]; then
+	rm -rf "$out/src" && mkdir -p "$out/src"
+	tar -C "$out/src" -xzf "$out/ggml-src.tar.gz" && touch "$out/src/.extracted"
 fi
 nvcc=${CUDACXX:-$(command -v nvcc || true)}
 [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc

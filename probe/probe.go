@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/hostmem"
 )
 
@@ -280,7 +281,7 @@ func Remote(ctx context.Context, t Targets, timeout time.Duration) Report {
 			c, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			name, u := splitName(u)
-			nodes[i] = named(name, Admin(c, AdminClient{Token: t.Token}, u))
+			nodes[i] = named(name, Admin(c, api.Client{Token: t.Token}, u))
 		}()
 	}
 	for i, a := range t.RPC {

@@ -11,27 +11,10 @@ import (
 	"github.com/boxproj/box/rpc"
 )
 
-// AdminClient is api.Client: the one client of worker admin APIs and a
-// head's /v1/cluster.
-type AdminClient = api.Client
-
-// HTTPError is a non-200 answer (api.HTTPError).
-type HTTPError = api.HTTPError
-
-// NormalizeURL adds http:// to a bare host:port and drops a trailing slash.
-func NormalizeURL(u string) string { return api.NormalizeURL(u) }
-
-// ClusterWorker is one worker in a head's GET /v1/cluster (the fields of
-// cluster.NodeView that a probe needs).
-type ClusterWorker = api.ClusterWorker
-
-// Cluster is a head's GET /v1/cluster.
-type Cluster = api.ClusterView
-
 // Admin probes a box worker through its admin API (GET /v1/node and GET
 // /v1/connections) with a.
-func Admin(ctx context.Context, a AdminClient, base string) Node {
-	base = NormalizeURL(base)
+func Admin(ctx context.Context, a api.Client, base string) Node {
+	base = api.NormalizeURL(base)
 	n := Node{Name: base, Kind: KindAdmin, Address: base, Devices: []Device{}}
 	info, err := a.Node(ctx, base)
 	if err != nil {

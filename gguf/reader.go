@@ -163,6 +163,19 @@ func Inspect(path string) (*Info, error) {
 // metadata, tensor descriptions, data bounds). Its error is one line that
 // names the file, for a command to refuse a bad model before it starts.
 func Check(path string) error {
+	if err := Validate(path); err != nil {
+		return fmt.Errorf("model %s: %v", path, err)
+	}
+	return nil
+}
+
+// Validate is Check with an error in words that does not name the file
+// ("no such file", "is a directory", "not a GGUF file (magic ...)", ...):
+// what llama.LoadModel says before llama.cpp sees a file.
+func Validate(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return errors.New("is a directory")
+	}
 	_, err := Inspect(path)
 	switch {
 	case err == nil:
@@ -172,7 +185,7 @@ func Check(path string) error {
 	case errors.Is(err, fs.ErrPermission):
 		err = errors.New("permission denied")
 	}
-	return fmt.Errorf("model %s: %v", path, err)
+	return err
 }
 
 // Decode reads and validates the GGUF header, metadata and tensor

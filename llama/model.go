@@ -16,15 +16,13 @@ import "C"
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"runtime/cgo"
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/boxproj/box/gguf"
 )
 
 // ModelParams choose where and how a model is loaded.
@@ -79,7 +77,9 @@ func (e *LoadError) Unwrap() error { return e.Err }
 // between tensors. Errors are *LoadError values naming the file and reason.
 func LoadModel(ctx context.Context, path string, p ModelParams) (*Model, error) {
 	ensureInit()
-	if err := precheck(path); err != nil {
+	// What is not a valid GGUF file is refused by box's one GGUF reader
+	// with a reason a person can act on, before llama.cpp sees it.
+	if err := gguf.Validate(path); err != nil {
 		return nil, &LoadError{Path: path, Reason: err.Error()}
 	}
 
@@ -195,37 +195,6 @@ func loadReason(lines []string) string {
 		return strings.Join(lines, "; ")
 	}
 	return "llama.cpp could not load the model"
-}
-
-// precheck rejects what is plainly not a GGUF file before llama.cpp sees it,
-// with a reason a person can act on.
-func precheck(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return errors.New("no such file")
-		}
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st.IsDir() {
-		return errors.New("is a directory")
-	}
-	var hdr [8]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return fmt.Errorf("too short for a GGUF header (%d bytes)", st.Size())
-	}
-	if string(hdr[:4]) != "GGUF" {
-		return fmt.Errorf("not a GGUF file (magic %q)", hdr[:4])
-	}
-	if v := binary.LittleEndian.Uint32(hdr[4:]); v < 2 || v > 3 {
-		return fmt.Errorf("unsupported GGUF version %d", v)
-	}
-	return nil
 }
 
 // Close frees the model. It is safe to call more than once.

@@ -27,7 +27,7 @@ type VersionError struct {
 
 func (e *VersionError) Error() string {
 	return fmt.Sprintf("rpc: the worker at %s speaks ggml RPC protocol %d.%d.%d, which box does not speak "+
-		"(it speaks 3.6.0, 3.6.1, 4.0.0-4.0.4, 5.0.0, 5.0.1, 5.1, 6.0 and 7.0); "+
+		"(box speaks 3.6.0, 3.6.1, 4.0.0-4.0.4, 5.0.0, 5.0.1, 5.1, 6.0 and 7.0); "+
 		"run a box worker, or a llama.cpp rpc-server of one of those versions, at that address",
 		e.Addr, e.Major, e.Minor, e.Patch)
 }
@@ -217,6 +217,7 @@ func newClient(conn net.Conn, addr string, bufSize int) *Client {
 }
 
 func (c *Client) hello(ctx context.Context, caps bool) error {
+	var n3 bool // the answer was the 3 bytes of a 3.x HELLO
 	err := c.call(ctx, CmdHello, func() error {
 		var req []byte
 		if caps {
@@ -237,7 +238,9 @@ func (c *Client) hello(ctx context.Context, caps bool) error {
 		if caps {
 			want = 4 + ConnCapsSize
 		}
-		if n != want {
+		// A 3.x server that ignores the caps answers with its 3 bytes:
+		// that is its version, and the check below names it.
+		if n != want && n != 3 {
 			return &ProtocolError{Cmd: CmdHello, Kind: KindHello,
 				Msg: fmt.Sprintf("HELLO response is %d bytes, want %d (not a ggml RPC worker?)", n, want)}
 		}
@@ -245,6 +248,7 @@ func (c *Client) hello(ctx context.Context, caps bool) error {
 		if _, err := io.ReadFull(c.br, v); err != nil {
 			return err
 		}
+		n3 = n == 3
 		c.version = HelloResp{v[0], v[1], v[2]}
 		// The caps of the answer name a faster transport (RDMA); box speaks
 		// TCP only and sent none, so a server keeps to TCP too.
@@ -254,7 +258,9 @@ func (c *Client) hello(ctx context.Context, caps bool) error {
 		return err
 	}
 	v := Version{c.version.Major, c.version.Minor, c.version.Patch}
-	if v.Caps() != caps || !v.Supported() {
+	// A 3-byte answer to a caps HELLO is only a 3.x server's; one that
+	// claims a newer version in it is not a server box can trust.
+	if v.Caps() != caps || !v.Supported() || caps && n3 && v.Caps() {
 		return &VersionError{Addr: c.addr, Major: c.version.Major, Minor: c.version.Minor, Patch: c.version.Patch}
 	}
 	c.proto = v

@@ -146,7 +146,7 @@ func pipelineAllocFree(t *testing.T, rc *rawConn, n int, size uint64, first uint
 // Zero-size and one-byte buffers cost quota like any other and are really
 // freed: the compute process's memory stays flat over many cycles.
 func TestTinyBufferCyclesStayFlat(t *testing.T) {
-	const cycles = 100000
+	const cycles = 50000
 	for _, size := range []uint64{0, 1} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			w := startWorker(t, Config{})

@@ -470,6 +470,9 @@ func (c *conn) control(p *proc) {
 				w.met.frees.WithLabelValues(w.devs[b.dev].Name).Inc()
 				w.freedTotal.Add(b.size)
 			}
+			if m.Seq != 0 {
+				p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: true})
+			}
 		case ctl.OpCacheRoom:
 			ok := w.cache != nil && w.cache.Room(fmt.Sprintf("%d-%d", c.id, m.Seq), m.Size)
 			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: ok})

@@ -339,7 +339,9 @@ func (c *conn) dispatch(cmd rpc.Cmd, size uint64) error {
 		if b.buf != nil {
 			b.buf.Free()
 		}
-		if err := c.sup.tell(ctl.Msg{Op: ctl.OpFree, Handle: b.handle}); err != nil {
+		// Asked, not told: once the client has its answer, the worker's
+		// figures no longer count the buffer.
+		if _, err := c.sup.ask(ctl.Msg{Op: ctl.OpFree, Handle: b.handle}); err != nil {
 			return err
 		}
 		return c.ack(cmd)

@@ -85,7 +85,7 @@ const (
 	OpMemory    Op = "memory"    // free and total of Dev, as clients see it (answered)
 	OpBind      Op = "bind"      // buffer Handle of Size reserved bytes on Dev now exists
 	OpName      Op = "name"      // buffer Handle holds tensor Name (first one written)
-	OpFree      Op = "free"      // buffer Handle is freed; its bytes are given back
+	OpFree      Op = "free"      // buffer Handle is freed; its bytes are given back (answered)
 	OpAllocFail Op = "alloc-fail"
 	OpCacheRoom Op = "cache-room" // room for a cache entry of Size bytes (answered); Seq names it
 	OpCacheDone Op = "cache-done" // the entry Seq made room for is written, or failed

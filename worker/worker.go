@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,7 +185,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	all, err := describe(cfg.Compute)
+	all, err := describe(cfg.Compute, log)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +221,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 }
 
 // describe runs a compute process that lists ggml's devices.
-func describe(c Command) ([]ctl.Device, error) {
+func describe(c Command, log *slog.Logger) ([]ctl.Device, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.Path, append(slices.Clone(c.Args), "describe")...)
@@ -230,6 +231,13 @@ func describe(c Command) ([]ctl.Device, error) {
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("describe devices (%s): %w: %s", c.Path, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	// What it says (the backend libraries loaded and skipped) is the
+	// operator's to read.
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if line != "" {
+			log.Info("devices", "compute", line)
+		}
 	}
 	var devs []ctl.Device
 	if err := json.Unmarshal(out, &devs); err != nil {

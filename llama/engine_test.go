@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/ggml"
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/synth"
 )
@@ -279,8 +280,8 @@ func TestCancelLoad(t *testing.T) {
 }
 
 func TestDevices(t *testing.T) {
-	devs := llama.Devices()
-	if len(devs) == 0 || devs[0].Type != "cpu" || devs[0].MemTotal == 0 {
+	devs := ggml.Devices()
+	if len(devs) == 0 || devs[0].Type != "cpu" || devs[0].Total == 0 {
 		t.Fatalf("devices: %+v", devs)
 	}
 	if info := llama.SystemInfo(); !strings.Contains(info, "CPU") {

@@ -147,53 +147,6 @@ func captureErrors() func() []string {
 	}
 }
 
-// Device is a ggml backend device as llama.cpp sees it.
-type Device struct {
-	Index       int    `json:"index"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	Type        string `json:"type"` // cpu, gpu, igpu, accel
-	MemFree     uint64 `json:"memory_free"`
-	MemTotal    uint64 `json:"memory_total"`
-
-	dev C.ggml_backend_dev_t
-}
-
-// Devices lists the registered ggml devices with their current memory.
-func Devices() []Device {
-	ensureInit()
-	n := int(C.ggml_backend_dev_count())
-	out := make([]Device, 0, n)
-	for i := 0; i < n; i++ {
-		d := C.ggml_backend_dev_get(C.size_t(i))
-		var free, total C.size_t
-		C.ggml_backend_dev_memory(d, &free, &total)
-		out = append(out, Device{
-			Index:       i,
-			Name:        C.GoString(C.ggml_backend_dev_name(d)),
-			Description: C.GoString(C.ggml_backend_dev_description(d)),
-			Type:        devType(C.ggml_backend_dev_type(d)),
-			MemFree:     uint64(free),
-			MemTotal:    uint64(total),
-			dev:         d,
-		})
-	}
-	return out
-}
-
-func devType(t C.enum_ggml_backend_dev_type) string {
-	switch t {
-	case C.GGML_BACKEND_DEVICE_TYPE_CPU:
-		return "cpu"
-	case C.GGML_BACKEND_DEVICE_TYPE_GPU:
-		return "gpu"
-	case C.GGML_BACKEND_DEVICE_TYPE_IGPU:
-		return "igpu"
-	default:
-		return "accel"
-	}
-}
-
 // SystemInfo is llama.cpp's summary of the CPU features this build uses
 // (AVX2, F16C, ...): the quickest check that the SIMD flags took effect.
 func SystemInfo() string {

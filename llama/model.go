@@ -28,7 +28,7 @@ import (
 // ModelParams choose where and how a model is loaded.
 type ModelParams struct {
 	// Devices names the ggml devices to offload layers to, in order (see
-	// Devices). Empty means none: the model stays on the CPU. llama.cpp would
+	// ggml.Devices). Empty means none: the model stays on the CPU. llama.cpp would
 	// otherwise take every registered GPU-type device, remote ones included.
 	Devices []string
 	// GPULayers is how many layers go to Devices; negative means all.
@@ -91,19 +91,16 @@ func LoadModel(ctx context.Context, path string, p ModelParams) (*Model, error) 
 	// so llama.cpp does not pick every GPU-type device by itself.
 	var devs []C.ggml_backend_dev_t
 	if len(p.Devices) > 0 {
-		all := Devices()
+		// The devices are ggml's (ggml.Devices lists them): looked up by
+		// name in the one registry.
 		for _, name := range p.Devices {
-			found := false
-			for _, d := range all {
-				if d.Name == name {
-					devs = append(devs, d.dev)
-					found = true
-					break
-				}
-			}
-			if !found {
+			cname := C.CString(name)
+			d := C.ggml_backend_dev_by_name(cname)
+			C.free(unsafe.Pointer(cname))
+			if d == nil {
 				return nil, &LoadError{Path: path, Reason: fmt.Sprintf("unknown device %q", name)}
 			}
+			devs = append(devs, d)
 		}
 		mp.n_gpu_layers = C.int32_t(p.GPULayers)
 		if p.GPULayers < 0 {

@@ -1,9 +1,10 @@
 package serve
 
 import (
-	"github.com/boxproj/box/llama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/boxproj/box/ggml"
 )
 
 type metrics struct {
@@ -73,8 +74,8 @@ var deviceMemDesc = prometheus.NewDesc("box_device_memory_bytes",
 func (deviceMemory) Describe(ch chan<- *prometheus.Desc) { ch <- deviceMemDesc }
 
 func (deviceMemory) Collect(ch chan<- prometheus.Metric) {
-	for _, d := range llama.Devices() {
-		ch <- prometheus.MustNewConstMetric(deviceMemDesc, prometheus.GaugeValue, float64(d.MemFree), d.Name, "free")
-		ch <- prometheus.MustNewConstMetric(deviceMemDesc, prometheus.GaugeValue, float64(d.MemTotal), d.Name, "total")
+	for _, d := range ggml.Devices() {
+		ch <- prometheus.MustNewConstMetric(deviceMemDesc, prometheus.GaugeValue, float64(d.Free), d.Name, "free")
+		ch <- prometheus.MustNewConstMetric(deviceMemDesc, prometheus.GaugeValue, float64(d.Total), d.Name, "total")
 	}
 }

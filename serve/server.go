@@ -20,6 +20,7 @@ import (
 
 	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/cluster"
+	"github.com/boxproj/box/ggml"
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/remote"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -297,9 +298,9 @@ func (s *Server) load(ctx context.Context) error {
 			s.cl = cl
 			s.mu.Unlock()
 		}
-		local := llama.Devices()[0]
+		local := ggml.Devices()[0]
 		plan, err := s.cl.Plan(ctx, s.cfg.ModelPath, cluster.PlanOptions{CtxSize: s.ctxSizeHint(), Parallel: s.cfg.Parallel,
-			Split: s.cfg.Split, NoLocal: s.cfg.NoLocal, LocalFree: local.MemFree})
+			Split: s.cfg.Split, NoLocal: s.cfg.NoLocal, LocalFree: local.Free})
 		if err != nil && (!s.skipFit || plan == nil) {
 			// Nothing was allocated: close the connections all the same, so
 			// a refused start leaves no state on any worker.

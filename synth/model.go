@@ -21,6 +21,14 @@ import (
 // norm weights are F32 ones. Each row of each tensor draws from its own PCG
 // stream seeded from (c.Seed, tensor name, row), so the bytes depend only on
 // c, whatever the write concurrency.
+//
+// Three things are not random, so that the model writes only printable text:
+// dimension 0 of every token embedding is 1 and no layer writes to it (row 0
+// of attn_output and ffn_down is zero), so after the final norm it is always
+// positive; and in output.weight the tokens that would print control
+// characters, invalid UTF-8 (stray bytes), "<unk>", "<s>" or "<|im_start|>"
+// have -suppress there, so their logits are far below every other token's;
+// the end-of-generation tokens have -endDamp, so they stay possible but rare.
 func Build(c Config) (*gguf.File, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -70,27 +78,91 @@ func Build(c Config) (*gguf.File, error) {
 	E, V, F := uint64(c.Embd), uint64(c.Vocab), uint64(c.FF)
 	hd := uint64(c.HeadDim())
 	Q, KV := uint64(c.Heads)*hd, uint64(c.KVHeads)*hd
-	weight := func(name string, ne0, ne1 uint64) {
-		f.AddTensor(name, wt, []uint64{ne0, ne1}, newNormal(c.Seed, name, ne0))
+	weight := func(name string, ne0, ne1 uint64, rows ...func(row uint64, r []float32)) {
+		n := newNormal(c.Seed, name, ne0)
+		var g gguf.Source = n
+		if len(rows) > 0 {
+			g = rowFix{n, rows[0]}
+		}
+		f.AddTensor(name, wt, []uint64{ne0, ne1}, g)
 	}
 	norm := func(name string) { f.AddTensor(name, gguf.F32, []uint64{E}, gguf.Const(1)) }
+	// The constant dimension, and the layers leaving it alone.
+	embd := func(_ uint64, r []float32) { r[0] = 1 }
+	keep0 := func(row uint64, r []float32) {
+		if row == 0 {
+			clear(r)
+		}
+	}
+	output := func(tok uint64, r []float32) {
+		switch {
+		case unprintable(int(tok)):
+			r[0] = -suppress
+		case tok == EOSID || tok == ImEndID:
+			r[0] = -endDamp
+		}
+	}
 
-	weight("token_embd.weight", E, V)
+	weight("token_embd.weight", E, V, embd)
 	for l := range c.Layers {
 		p := fmt.Sprintf("blk.%d.", l)
 		norm(p + "attn_norm.weight")
 		weight(p+"attn_q.weight", E, Q)
 		weight(p+"attn_k.weight", E, KV)
 		weight(p+"attn_v.weight", E, KV)
-		weight(p+"attn_output.weight", Q, E)
+		weight(p+"attn_output.weight", Q, E, keep0)
 		norm(p + "ffn_norm.weight")
 		weight(p+"ffn_gate.weight", E, F)
 		weight(p+"ffn_up.weight", E, F)
-		weight(p+"ffn_down.weight", F, E)
+		weight(p+"ffn_down.weight", F, E, keep0)
 	}
 	norm("output_norm.weight")
-	weight("output.weight", E, V)
+	weight("output.weight", E, V, output)
 	return f, nil
+}
+
+// suppress is output.weight's value in dimension 0 for unprintable tokens.
+// That dimension of the final hidden state is 1 over the rms of the residual
+// stream, about 0.1 to 0.2 in the tiny model (2 random layers), so these
+// logits sit 100 and more below the others, whose spread is about 1: never
+// sampled, at any temperature a client may ask for.
+const suppress = 1000
+
+// endDamp lowers the end-of-generation tokens' logits by 1 to 2, so a text
+// of the tiny model, where 2 of the 98 printable tokens end it, runs for
+// hundreds of tokens (most of its 200-token texts reach the limit) instead
+// of ending after about 30; the demo's, with 4096 tokens, hardly ever ends.
+const endDamp = 10
+
+// unprintable says whether the model must never produce token id: a byte
+// token outside printable ASCII (a control character, or a byte of UTF-8
+// that would come out alone, as U+FFFD), <unk> (which prints as U+2585), or
+// a special that is no end of generation.
+func unprintable(id int) bool {
+	switch {
+	case id == UnkID || id == BOSID || id == ImStartID:
+		return true
+	case id >= FirstByte && id < FirstByte+256:
+		b := id - FirstByte
+		return b < 0x20 || b > 0x7e
+	}
+	return false
+}
+
+// rowFix is a normal fill with fix applied to each row.
+type rowFix struct {
+	normal
+	fix func(row uint64, r []float32)
+}
+
+func (g rowFix) Fill(off int64, dst []float32) error {
+	if err := g.normal.Fill(off, dst); err != nil {
+		return err
+	}
+	for i := int64(0); i < int64(len(dst)); i += g.ne0 {
+		g.fix(uint64((off+i)/g.ne0), dst[i:i+g.ne0])
+	}
+	return nil
 }
 
 // normal fills rows with N(0, 1/sqrt(ne0)) values from per-row PCG streams.
@@ -139,10 +211,15 @@ func Write(ctx context.Context, path string, c Config, opts ...gguf.WriteOption)
 	return gguf.WriteFile(ctx, path, f, opts...)
 }
 
-// CacheName is the file name EnsureCached uses: <name>-<type>-s<seed>.gguf.
+// CacheName is the file name EnsureCached uses: <name>-<type>-s<seed>-r<revision>.gguf.
 func CacheName(c Config) string {
-	return fmt.Sprintf("%s-%s-s%d.gguf", c.ModelName(), c.Type, c.Seed)
+	return fmt.Sprintf("%s-%s-s%d-r%d.gguf", c.ModelName(), c.Type, c.Seed, revision)
 }
+
+// revision is part of CacheName and goes up whenever Build writes other
+// bytes for the same Config, since EnsureCached trusts a file of the right
+// size. 2: <|endoftext|> for </s>, printable output only.
+const revision = 2
 
 // DefaultCacheDir is where box keeps synthetic models unless told
 // otherwise (--cache-dir): $XDG_CACHE_HOME/box, or ~/.cache/box.

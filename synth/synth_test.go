@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	parser "github.com/gpustack/gguf-parser-go"
@@ -151,7 +152,7 @@ func TestVocab(t *testing.T) {
 				piece string
 				typ   int32
 			}{
-				{UnkID, "<unk>", TokenUnknown}, {BOSID, "<s>", TokenControl}, {EOSID, "</s>", TokenControl},
+				{UnkID, "<unk>", TokenUnknown}, {BOSID, "<s>", TokenControl}, {EOSID, "<|endoftext|>", TokenControl},
 				{ImStartID, "<|im_start|>", TokenControl}, {ImEndID, "<|im_end|>", TokenControl},
 				{SpaceID, "▁", TokenNormal},
 			}
@@ -341,12 +342,36 @@ func TestTinyFile(t *testing.T) {
 			t.Errorf("%s: %v %v, want %v f32", ti.Name, ti.Dimensions, ti.Type, want)
 		}
 		start := gf.TensorDataStartOffset + int64(ti.Offset)
-		n := int(ti.Elements())
+		ne0 := int(ti.Dimensions[0])
+		// What is not random (see Build): dimension 0 of token_embd (1) and
+		// output (-suppress for unprintable tokens, else random), row 0 of
+		// attn_output and ffn_down (0).
+		fixed := func(i int) (float64, bool) {
+			switch {
+			case ti.Name == "token_embd.weight" && i%ne0 == 0:
+				return 1, true
+			case ti.Name == "output.weight" && i%ne0 == 0 && unprintable(i/ne0):
+				return -suppress, true
+			case ti.Name == "output.weight" && i%ne0 == 0 && (i/ne0 == EOSID || i/ne0 == ImEndID):
+				return -endDamp, true
+			case (strings.HasSuffix(ti.Name, "attn_output.weight") || strings.HasSuffix(ti.Name, "ffn_down.weight")) && i < ne0:
+				return 0, true
+			}
+			return 0, false
+		}
 		var sum, sq float64
-		for i := range n {
+		n := 0
+		for i := range int(ti.Elements()) {
 			v := float64(math.Float32frombits(binary.LittleEndian.Uint32(raw[start+int64(4*i):])))
+			if want, ok := fixed(i); ok {
+				if v != want {
+					t.Fatalf("%s[%d] = %g, want %g", ti.Name, i, v, want)
+				}
+				continue
+			}
 			sum += v
 			sq += v * v
+			n++
 		}
 		mean, std := sum/float64(n), math.Sqrt(sq/float64(n)-(sum/float64(n))*(sum/float64(n)))
 		if strings.HasSuffix(ti.Name, "norm.weight") {
@@ -466,7 +491,7 @@ func TestEnsureCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(dir, "synth-tiny-f32-s1.gguf"); path != want {
+	if want := filepath.Join(dir, "synth-tiny-f32-s1-r2.gguf"); path != want {
 		t.Errorf("path %s, want %s", path, want)
 	}
 	sum := sha(t, path)
@@ -494,7 +519,7 @@ func TestEnsureCached(t *testing.T) {
 	c.Seed = 7
 	c.Name = ""
 	p3, err := EnsureCached(ctx, dir, c)
-	if err != nil || filepath.Base(p3) != "synth-f32-s7.gguf" {
+	if err != nil || filepath.Base(p3) != "synth-f32-s7-r2.gguf" {
 		t.Errorf("p3 = %s, %v", p3, err)
 	}
 	c.Layers = 0
@@ -541,5 +566,41 @@ func TestOneBShape(t *testing.T) {
 	l, err := f.Layout()
 	if err != nil || l.Size != 888875104 || l.DataStart%32 != 0 {
 		t.Errorf("layout size %d start %d err %v", l.Size, l.DataStart, err)
+	}
+}
+
+// TestOnlyPrintableTokensStayLikely: every token the model may produce
+// (not suppressed in output.weight) prints as printable text, or ends the
+// generation; the suppressed ones are the rest.
+func TestOnlyPrintableTokensStayLikely(t *testing.T) {
+	v, err := NewVocab(Demo().Vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, piece := range v.Tokens {
+		var text string
+		switch v.Types[id] {
+		case TokenNormal:
+			text = strings.ReplaceAll(piece, spaceMark, " ")
+		case TokenByte:
+			var b byte
+			fmt.Sscanf(piece, "<0x%02X>", &b)
+			text = string([]byte{b})
+		case TokenUnknown:
+			text = "\u2585" // what llama.cpp prints for <unk>
+		case TokenControl:
+			if id == EOSID || id == ImEndID {
+				if unprintable(id) {
+					t.Errorf("end-of-generation token %q is suppressed", piece)
+				}
+				continue
+			}
+			text = piece // a special in the middle of a text
+		}
+		printable := utf8.ValidString(text) && v.Types[id] != TokenUnknown && v.Types[id] != TokenControl &&
+			!strings.ContainsFunc(text, func(r rune) bool { return !unicode.IsPrint(r) })
+		if printable == unprintable(id) {
+			t.Errorf("token %d %q: printable %v, suppressed %v", id, piece, printable, unprintable(id))
+		}
 	}
 }

@@ -16,7 +16,7 @@ const (
 const (
 	UnkID      = 0
 	BOSID      = 1
-	EOSID      = 2
+	EOSID      = 2               // <|endoftext|>, an end-of-generation token
 	FirstByte  = 3               // <0x00>
 	ImStartID  = FirstByte + 256 // <|im_start|>
 	ImEndID    = ImStartID + 1   // <|im_end|>, also the end-of-turn token
@@ -54,7 +54,7 @@ var commonWords = []string{
 
 // NewVocab builds the deterministic vocabulary of n tokens (n >= MinVocab):
 //
-//	0 <unk> (UNKNOWN), 1 <s>, 2 </s> (CONTROL), 3..258 <0x00>..<0xFF> (BYTE),
+//	0 <unk> (UNKNOWN), 1 <s>, 2 <|endoftext|> (CONTROL), 3..258 <0x00>..<0xFF> (BYTE),
 //	259 <|im_start|>, 260 <|im_end|> (CONTROL), 261 "▁" (NORMAL),
 //
 // "▁" is part of the minimum vocabulary: without it a space would become the
@@ -75,7 +75,10 @@ func NewVocab(n int) (*Vocab, error) {
 	}
 	add("<unk>", TokenUnknown, 0)
 	add("<s>", TokenControl, 0)
-	add("</s>", TokenControl, 0)
+	// llama.cpp ends generation on the tokens it knows by name
+	// (<|endoftext|>, <|im_end|>, ...) and warns when the EOS token is not
+	// one of them, as "</s>" is not.
+	add("<|endoftext|>", TokenControl, 0)
 	for b := 0; b < 256; b++ {
 		add(fmt.Sprintf("<0x%02X>", b), TokenByte, 0)
 	}

@@ -170,14 +170,12 @@ func benchCluster(ctx context.Context, stdout io.Writer, rep *Report, o Options)
 		if err != nil {
 			return nil, nil, 0, err
 		}
-		plan, err := cl.Plan(ctx, path, cluster.PlanOptions{CtxSize: max(pp, tg) + 16, Parallel: 1, NoLocal: true, Split: []float64{1, 1}})
+		// serve's sequence: the plan, then the load on it (all or nothing).
+		o := cluster.LoadOptions{PlanOptions: cluster.PlanOptions{CtxSize: max(pp, tg) + 16, Parallel: 1, NoLocal: true, Split: []float64{1, 1}}}
+		m, _, err := cluster.Load(ctx, cl, path, o, func(ctx context.Context, p llama.ModelParams) (*llama.Model, error) {
+			return llama.LoadModel(ctx, path, p)
+		})
 		if err != nil {
-			cl.Close()
-			return nil, nil, 0, err
-		}
-		m, err := llama.LoadModel(ctx, path, llama.ModelParams{Devices: plan.Devices, TensorSplit: plan.TensorSplit, GPULayers: plan.GPULayers, Check: cl.Err})
-		if err != nil {
-			cl.Close()
 			return nil, nil, 0, err
 		}
 		return m, cl, time.Since(t0), nil

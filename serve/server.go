@@ -285,43 +285,19 @@ func (s *Server) shutdown(hs *http.Server, stopWatch, stopBeat func()) {
 func (s *Server) load(ctx context.Context) error {
 	t0 := time.Now()
 	params := s.cfg.Model
-	if len(s.cfg.Workers) > 0 {
-		if s.cl == nil {
-			cl, err := cluster.Connect(ctx, s.cfg.Workers, s.log)
-			if err != nil {
-				return err
-			}
-			if s.cfg.RPCTimeout > 0 {
-				cl.SetTimeout(s.cfg.RPCTimeout)
-			}
-			s.mu.Lock()
-			s.cl = cl
-			s.mu.Unlock()
-		}
-		local := ggml.Devices()[0]
-		plan, err := s.cl.Plan(ctx, s.cfg.ModelPath, cluster.PlanOptions{CtxSize: s.ctxSizeHint(), Parallel: s.cfg.Parallel,
-			Split: s.cfg.Split, NoLocal: s.cfg.NoLocal, LocalFree: local.Free})
-		if err != nil && (!s.skipFit || plan == nil) {
-			// Nothing was allocated: close the connections all the same, so
-			// a refused start leaves no state on any worker.
-			s.cl.Close()
-			return err
-		}
-		s.log.Info("plan", "split", plan.String())
-		s.mu.Lock()
-		s.plan = plan
-		s.mu.Unlock()
-		params.Devices, params.TensorSplit, params.GPULayers = plan.Devices, plan.TensorSplit, plan.GPULayers
-		params.Check = s.cl.Err
-	}
 	s.progress.Store(0)
 	params.Progress = func(p float32) { s.progress.Store(math.Float32bits(p)) }
-	m, ctxs, err := s.loadModel(ctx, params)
+	var (
+		m    *llama.Model
+		ctxs []*llama.Context
+		err  error
+	)
+	if len(s.cfg.Workers) == 0 {
+		m, ctxs, err = s.loadModel(ctx, params)
+	} else {
+		m, ctxs, err = s.loadOverWorkers(ctx, params)
+	}
 	if err != nil {
-		if s.cl != nil {
-			// All or nothing: whatever any worker holds is released.
-			s.cl.Close()
-		}
 		return err
 	}
 	took := time.Since(t0)
@@ -334,6 +310,42 @@ func (s *Server) load(ctx context.Context) error {
 	s.log.Info("model loaded", "path", s.cfg.ModelPath, "desc", m.Desc(), "bytes", m.Size(),
 		"params", m.Params(), "slots", s.cfg.Parallel, "ctx", s.nctx, "seconds", took.Round(time.Millisecond).Seconds())
 	return nil
+}
+
+// loadOverWorkers connects to the workers (once: a reload reuses the
+// connections) and loads with cluster.Load, which closes every worker
+// connection when the plan refuses or the load fails.
+func (s *Server) loadOverWorkers(ctx context.Context, params llama.ModelParams) (*llama.Model, []*llama.Context, error) {
+	if s.cl == nil {
+		cl, err := cluster.Connect(ctx, s.cfg.Workers, s.log)
+		if err != nil {
+			return nil, nil, err
+		}
+		if s.cfg.RPCTimeout > 0 {
+			cl.SetTimeout(s.cfg.RPCTimeout)
+		}
+		s.mu.Lock()
+		s.cl = cl
+		s.mu.Unlock()
+	}
+	type loaded struct {
+		m    *llama.Model
+		ctxs []*llama.Context
+	}
+	o := cluster.LoadOptions{Model: params, IgnoreFit: s.skipFit,
+		PlanOptions: cluster.PlanOptions{CtxSize: s.ctxSizeHint(), Parallel: s.cfg.Parallel, Split: s.cfg.Split,
+			NoLocal: s.cfg.NoLocal, LocalFree: ggml.Devices()[0].Free},
+		Planned: func(plan *cluster.Plan) {
+			s.log.Info("plan", "split", plan.String())
+			s.mu.Lock()
+			s.plan = plan
+			s.mu.Unlock()
+		}}
+	l, _, err := cluster.Load(ctx, s.cl, s.cfg.ModelPath, o, func(ctx context.Context, p llama.ModelParams) (loaded, error) {
+		m, ctxs, err := s.loadModel(ctx, p)
+		return loaded{m, ctxs}, err
+	})
+	return l.m, l.ctxs, err
 }
 
 // isWorkerFailure reports whether err is a worker's failure, which a

@@ -28,14 +28,13 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	nodes []*remote.Node
-	since []time.Time // when each node went down (zero while up)
-	retry []backoff   // per node: when it may be dialed again
+	retry []backoff // per node: when it may be dialed again
 }
 
 // Connect dials every worker. On any failure it closes what it opened and
 // names the worker that failed.
 func Connect(ctx context.Context, eps []Endpoint, log *slog.Logger) (*Cluster, error) {
-	c := &Cluster{Endpoints: eps, log: log, since: make([]time.Time, len(eps))}
+	c := &Cluster{Endpoints: eps, log: log}
 	for _, ep := range eps {
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		n, err := remote.Connect(dctx, ep.Addr, log)
@@ -52,16 +51,12 @@ func Connect(ctx context.Context, eps []Endpoint, log *slog.Logger) (*Cluster, e
 // Nodes returns the connected nodes, in --rpc order.
 func (c *Cluster) Nodes() []*remote.Node { return c.nodes }
 
-// Err is the first node failure, naming the node.
+// Err is every node failure, each naming its node. It only reads: when a
+// node went down is recorded where it is failed (remote.NodeError.At).
 func (c *Cluster) Err() error {
 	var errs []error
-	for i, n := range c.nodes {
+	for _, n := range c.nodes {
 		if err := n.Err(); err != nil {
-			c.mu.Lock()
-			if c.since[i].IsZero() {
-				c.since[i] = time.Now()
-			}
-			c.mu.Unlock()
 			errs = append(errs, err)
 		}
 	}
@@ -107,7 +102,6 @@ func (c *Cluster) Reconnect(ctx context.Context) error {
 			b.next = time.Now().Add(b.delay)
 		} else {
 			*b = backoff{}
-			c.since[i] = time.Time{}
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -183,7 +177,6 @@ type NodeView = api.ClusterWorker
 
 // View reports every node; layers come from the last plan.
 func (c *Cluster) View(plan *Plan) []NodeView {
-	c.Err() // records down-since times
 	out := make([]NodeView, len(c.nodes))
 	for i, n := range c.nodes {
 		b, nb := n.Placed()
@@ -193,9 +186,9 @@ func (c *Cluster) View(plan *Plan) []NodeView {
 		}
 		if err := n.Err(); err != nil {
 			v.State, v.Error = "down", err.Error()
-			c.mu.Lock()
-			v.DownSince = c.since[i]
-			c.mu.Unlock()
+			if ne := (*remote.NodeError)(nil); errors.As(err, &ne) {
+				v.DownSince = ne.At
+			}
 		}
 		if plan != nil && i < len(plan.Shares) {
 			v.Layers = plan.Shares[i].Layers

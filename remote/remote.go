@@ -125,6 +125,7 @@ type Device struct {
 type NodeError struct {
 	Addr string
 	Err  error
+	At   time.Time // when the node was failed
 }
 
 func (e *NodeError) Error() string { return fmt.Sprintf("worker %s: %v", e.Addr, e.Err) }
@@ -290,7 +291,7 @@ func (n *Node) fail(err error) {
 	if err == nil {
 		return
 	}
-	ne := error(&NodeError{Addr: n.Addr, Err: err})
+	ne := error(&NodeError{Addr: n.Addr, Err: err, At: time.Now().UTC()})
 	if n.failed.CompareAndSwap(nil, &ne) {
 		n.log.Error("worker failed", "worker", n.Addr, "err", err)
 		// Without the lock: a call stalled on this socket returns now.

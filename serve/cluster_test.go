@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/rpc"
@@ -303,6 +304,15 @@ func TestWorkerDeathAndReconnect(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 503 && strings.Contains(string(b), "degraded") && strings.Contains(string(b), a2)
 	})
+	// /v1/cluster says since when (recorded where the worker was failed,
+	// not by whoever asked first), and asking again does not move it.
+	var view, again api.ClusterView
+	getJSON(t, head.url+"/v1/cluster", &view)
+	getJSON(t, head.url+"/v1/cluster", &again)
+	if w := view.Workers[1]; w.State != "down" || w.DownSince.IsZero() || time.Since(w.DownSince) > time.Minute ||
+		!again.Workers[1].DownSince.Equal(w.DownSince) || !view.Workers[0].DownSince.IsZero() {
+		t.Fatalf("down worker in /v1/cluster: %+v, then %+v", view.Workers, again.Workers)
+	}
 	// A new request is refused at once, naming the worker.
 	_, err := head.client.Chat.Completions.New(context.Background(), chatParams("hi", 2))
 	var apiErr *openai.Error

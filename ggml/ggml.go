@@ -138,10 +138,6 @@ static void box_abort_cb(const char *msg) { boxGgmlAbort((char *)msg); }
 static void box_install_abort(void) { ggml_set_abort_callback(box_abort_cb); }
 
 #include <malloc.h>
-// glibc raises its mmap threshold after a large block is freed, so later
-// buffers of that size come from the heap and their memory can stay with
-// the process after they are freed. A fixed threshold keeps every buffer
-// of 256 KiB or more in its own mapping, returned to the system on free.
 static void box_fix_mmap_threshold(void) { mallopt(M_MMAP_THRESHOLD, 256 * 1024); }
 */
 import "C"
@@ -166,11 +162,18 @@ func boxGgmlAbort(msg *C.char) {
 }
 
 func init() {
-	abortOnce.Do(func() {
-		C.box_install_abort()
-		C.box_fix_mmap_threshold()
-	})
+	abortOnce.Do(func() { C.box_install_abort() })
 }
+
+// FixMmapThreshold sets glibc's mmap threshold for the whole process to 256
+// KiB, for good. glibc raises the threshold after a large block is freed, so
+// later buffers of that size come from the heap, and their memory can stay
+// with the process after they are freed. A fixed threshold keeps every
+// buffer of 256 KiB or more in its own mapping, returned to the system on
+// free. It changes the process's allocator, so it is no side effect of
+// importing ggml: the processes that hold ggml buffers call it (the compute
+// process, box serve and box bench).
+func FixMmapThreshold() { C.box_fix_mmap_threshold() }
 
 // Device is one ggml backend device.
 type Device struct {

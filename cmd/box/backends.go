@@ -31,7 +31,9 @@ func backendsFlag(root *cobra.Command) {
 		os.Setenv(ggml.EnvBackends, cmp.Or(resolved, "off"))
 		switch c.Name() {
 		case "serve", "probe", "bench":
-			// These use ggml devices in this process.
+			// These use ggml devices in this process, and serve and bench
+			// hold model buffers: freed ones go back (FixMmapThreshold).
+			ggml.FixMmapThreshold()
 			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			ggml.LogLibraries(log, resolved, ggml.LoadBackends(resolved))
 		}

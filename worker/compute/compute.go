@@ -102,6 +102,9 @@ func b2i(b bool) int {
 // Serve serves the connection on the inherited descriptors and reports its
 // end to the supervisor. It frees nothing: the caller exits.
 func Serve(stderr io.Writer) (code int) {
+	// The connection's buffers must go back to the system when freed (see
+	// ggml.FixMmapThreshold): this process holds them all.
+	ggml.FixMmapThreshold()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(log)
 	ctlFile := os.NewFile(FDControl, "control")

@@ -15,7 +15,8 @@ import (
 // keyed by length and xxhash64. FNV-1a is byte-serial (about 1 GB/s here),
 // xxhash runs at memory speed, so a reload of the same weights onto workers
 // with a warm cache costs one fast pass instead of one slow one. The memo
-// persists in the user cache dir, so a restarted head benefits too.
+// lives in memory; with SetHashMemo (box serve: --cache-dir/fnv-memo) it
+// also persists in that file, so a restarted head benefits too.
 type fnvMemo struct {
 	once sync.Once
 	mu   sync.Mutex
@@ -25,15 +26,24 @@ type fnvMemo struct {
 
 var memo fnvMemo
 
+// SetHashMemo makes the upload hash memo persist in path (appended to, one
+// line an entry; empty: in memory only, the default). Call it before the
+// first load.
+func SetHashMemo(path string) {
+	memo.mu.Lock()
+	defer memo.mu.Unlock()
+	memo.path = path
+}
+
 const memoMaxEntries = 1 << 16
 
 func (f *fnvMemo) load() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.m = map[[2]uint64]uint64{}
-	dir, err := os.UserCacheDir()
-	if err != nil {
+	if f.path == "" {
 		return
 	}
-	f.path = filepath.Join(dir, "box", "fnv-memo")
 	file, err := os.Open(f.path)
 	if err != nil {
 		return

@@ -57,6 +57,10 @@ type Config struct {
 	// RPCTimeout, when set, is one fixed deadline for every worker command
 	// instead of deadlines derived from the work (--rpc-timeout).
 	RPCTimeout time.Duration
+	// HashMemo, when set, is the file the FNV-1a hashes of uploads are
+	// remembered in (remote.SetHashMemo), so a restarted head sends a warm
+	// worker cache hashes without hashing every weight byte-serially again.
+	HashMemo string
 	// Probe, when set, answers GET /v1/probe with this node's memory view.
 	Probe func(context.Context) any
 	// APIKeys, when any, are required as "Authorization: Bearer KEY" on
@@ -109,6 +113,9 @@ type Server struct {
 
 // New prepares a server; nothing is loaded until Run.
 func New(cfg Config, log *slog.Logger) *Server {
+	if cfg.HashMemo != "" {
+		remote.SetHashMemo(cfg.HashMemo)
+	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 1
 	}

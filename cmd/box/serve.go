@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -37,7 +38,7 @@ func newServe() *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&cfg.ModelPath, "model", "", "GGUF model `FILE` to serve")
 	f.BoolVar(&demo, "demo", false, "serve the built-in tiny synthetic model (written to --cache-dir on first use)")
-	f.StringVar(&cacheDir, "cache-dir", synth.DefaultCacheDir(), "where --demo keeps its model")
+	f.StringVar(&cacheDir, "cache-dir", synth.DefaultCacheDir(), "where --demo keeps its model, and fnv-memo: the hashes of uploads, for warm worker caches")
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP address")
 	f.StringVar(&cfg.ModelID, "model-id", "", "model name clients use (default: file name without .gguf)")
 	f.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once (one context each)")
@@ -97,6 +98,7 @@ func newServe() *cobra.Command {
 			return err
 		}
 		llama.Init(log)
+		cfg.HashMemo = filepath.Join(cacheDir, "fnv-memo")
 		if demo {
 			if cfg.ModelPath, err = synth.EnsureCached(c.Context(), cacheDir, synth.Demo()); err != nil {
 				return fmt.Errorf("demo model: %w", err)

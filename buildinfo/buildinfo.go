@@ -4,6 +4,7 @@
 package buildinfo
 
 import (
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -59,6 +60,15 @@ func Read(version, commit string) Info {
 		v.Commit = "unknown"
 	}
 	return v
+}
+
+// Format is String, or indented JSON with a newline (box version --json).
+func (v Info) Format(asJSON bool) string {
+	if !asJSON {
+		return v.String()
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b) + "\n"
 }
 
 func (v Info) String() string {

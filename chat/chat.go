@@ -42,6 +42,19 @@ func (s Stats) String() string {
 		float64(s.Tokens)/s.Elapsed.Seconds(), first)
 }
 
+// ReadPrompt is box chat's prompt: the arguments joined, or stdin (trimmed)
+// when there are none or the only one is "-".
+func ReadPrompt(args []string, stdin io.Reader) (string, error) {
+	if p := strings.Join(args, " "); len(args) > 0 && p != "-" {
+		return p, nil
+	}
+	b, err := io.ReadAll(stdin)
+	if err != nil {
+		return "", fmt.Errorf("stdin: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // Stream sends r and writes the answer's text to out as it arrives, then a
 // newline.
 func Stream(ctx context.Context, hc *http.Client, r Request, out io.Writer) (Stats, error) {

@@ -2,9 +2,29 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/boxproj/box/llama"
 )
+
+// ParseSplit reads a --tensor-split list: non-negative shares, comma-
+// separated ("1,3"); empty gives none (the split by free memory).
+func ParseSplit(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("--tensor-split %q: want non-negative numbers like 1,3", s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
 
 // LoadOptions configure Load.
 type LoadOptions struct {

@@ -41,6 +41,7 @@ static void *box_lib_open(const char *path, int *score, const char **err) {
 import "C"
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,23 @@ import (
 // EnvBackends names the directory of backend libraries (BackendsDir);
 // "off" loads none.
 const EnvBackends = "BOX_BACKENDS"
+
+// UseBackends settles the directory of backend libraries for this process
+// and every process it starts (a worker's compute processes, leakcheck's
+// heads and workers): dir (box's --backends; "off" loads none) when given,
+// else BackendsDir's choice; it is exported as $BOX_BACKENDS ("off" when
+// none). It returns the directory, "" for none; it loads nothing.
+func UseBackends(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil && dir != "" && dir != "off" && dir != "none" {
+		dir = abs
+	}
+	if dir != "" {
+		os.Setenv(EnvBackends, dir)
+	}
+	resolved := BackendsDir()
+	os.Setenv(EnvBackends, cmp.Or(resolved, "off"))
+	return resolved
+}
 
 // BackendsDir is where box looks for ggml backend libraries: $BOX_BACKENDS
 // when set ("" when it says off), else lib/box beside the executable's

@@ -99,6 +99,22 @@ type Options struct {
 	Log        io.Writer
 }
 
+// Validate refuses options that cannot make a run, in the words of box
+// leakcheck's flags (a usage error there).
+func (o Options) Validate() error {
+	switch {
+	case o.Model == "" && !o.Demo:
+		return errors.New("give --model FILE or --demo")
+	case o.Model != "" && o.Demo:
+		return errors.New("--model and --demo exclude each other")
+	case o.Restarts < 1 || o.Workers < 1:
+		return errors.New("--restarts and --workers must be at least 1")
+	case o.Requests < 0 || o.ReleaseTimeout <= 0 || o.Tolerance == 0:
+		return errors.New("--requests must not be negative, --release-timeout and --tolerance must be positive")
+	}
+	return nil
+}
+
 func (o *Options) defaults() {
 	if o.Restarts == 0 {
 		o.Restarts = 10

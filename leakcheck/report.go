@@ -3,6 +3,7 @@ package leakcheck
 import (
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -96,6 +97,15 @@ type Trend struct {
 }
 
 // WriteTable writes the human-readable report.
+// Err is the verdict as an error: nil on a pass, else the summary (which
+// starts with LEAK, FOREIGN or FAIL).
+func (rep *Report) Err() error {
+	if rep.Verdict == VerdictPass {
+		return nil
+	}
+	return errors.New(rep.Summary)
+}
+
 func (rep *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	hasRSS := rep.Baseline != nil && hasKey(rep.Baseline, MetricRSS)

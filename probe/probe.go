@@ -299,14 +299,7 @@ func Remote(ctx context.Context, t Targets, timeout time.Duration) Report {
 }
 
 // AllReachable reports whether every node answered without error.
-func (r Report) AllReachable() bool {
-	for _, n := range r.Nodes {
-		if !n.Reachable || n.Error != "" {
-			return false
-		}
-	}
-	return true
-}
+func (r Report) AllReachable() bool { return r.Err() == nil }
 
 func sub(a, b uint64) uint64 {
 	if a < b {
@@ -315,20 +308,5 @@ func sub(a, b uint64) uint64 {
 	return a - b
 }
 
-// HumanBytes formats n in binary units: "0 B", "512 B", "1.5 KiB", "2.0 GiB".
-func HumanBytes(n uint64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
-		v /= 1024
-		if v < 1024 || u == "PiB" {
-			if v >= 100 {
-				return fmt.Sprintf("%.0f %s", v, u)
-			}
-			return fmt.Sprintf("%.1f %s", v, u)
-		}
-	}
-	return fmt.Sprintf("%d B", n)
-}
+// HumanBytes formats n in binary units (api.HumanBytes).
+func HumanBytes(n uint64) string { return api.HumanBytes(n) }

@@ -1,7 +1,9 @@
 package probe
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -107,4 +109,29 @@ func Table(rep Report) string {
 		}
 	}
 	return sb.String()
+}
+
+// Write prints rep to w as the table, or as indented JSON (SCHEMA.md).
+func Write(w io.Writer, rep Report, asJSON bool) error {
+	if !asJSON {
+		_, err := fmt.Fprint(w, Table(rep))
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// Err says how many nodes did not answer cleanly; nil when all did.
+func (r Report) Err() error {
+	var bad int
+	for _, n := range r.Nodes {
+		if !n.Reachable || n.Error != "" {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d nodes did not answer cleanly", bad, len(r.Nodes))
+	}
+	return nil
 }

@@ -3,6 +3,7 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -21,8 +22,10 @@ import (
 	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/ggml"
+	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/remote"
+	"github.com/boxproj/box/synth"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -112,6 +115,38 @@ type Server struct {
 }
 
 // New prepares a server; nothing is loaded until Run.
+// ResolveModel settles the model to serve: with demo the built-in tiny
+// synthetic model (written into cacheDir the first time, served as
+// "box-demo" unless ModelID says otherwise); either way the file is checked
+// (gguf.Check), so a bad one is refused in one line before anything starts.
+func (cfg *Config) ResolveModel(ctx context.Context, demo bool, cacheDir string) error {
+	if demo {
+		p, err := synth.EnsureCached(ctx, cacheDir, synth.Demo())
+		if err != nil {
+			return fmt.Errorf("demo model: %w", err)
+		}
+		cfg.ModelPath, cfg.ModelID = p, cmp.Or(cfg.ModelID, "box-demo")
+	}
+	return gguf.Check(cfg.ModelPath)
+}
+
+// Validate refuses a configuration box serve cannot run, in the words of
+// its flags (a usage error there). New itself takes any values, with
+// defaults for the zero ones.
+func (cfg Config) Validate() error {
+	switch {
+	case cfg.Parallel < 1 || cfg.Parallel > 64:
+		return errors.New("--parallel must be between 1 and 64")
+	case cfg.Queue < 0 || cfg.CtxSize < 0 || cfg.Batch < 1 || cfg.Threads < 0:
+		return errors.New("--queue, --ctx-size and --threads must not be negative, --batch must be positive")
+	case cfg.Heartbeat <= 0 || cfg.RPCTimeout < 0:
+		return errors.New("--heartbeat must be positive, --rpc-timeout not negative")
+	case cfg.AuthAll && len(cfg.APIKeys) == 0:
+		return errors.New("--auth-all needs --api-key or --api-key-file")
+	}
+	return nil
+}
+
 func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.HashMemo != "" {
 		remote.SetHashMemo(cfg.HashMemo)

@@ -227,6 +227,12 @@ type endedConn struct {
 
 const maxLog = 300
 
+// Local reports whether the head or a node is on this host (api.IsLocal):
+// then this host's NVML sees their GPUs.
+func (c Config) Local() bool {
+	return api.IsLocal(c.Head) || slices.ContainsFunc(c.Nodes, func(t Target) bool { return api.IsLocal(t.URL) })
+}
+
 // NewPoller makes a Poller; nothing is fetched until Poll.
 func NewPoller(cfg Config) *Poller {
 	if cfg.Timeout <= 0 {

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"crypto/subtle"
 	"mime"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // AdminGuard is who may use the admin API.
@@ -69,4 +71,22 @@ func (g AdminGuard) check(r *http.Request) (int, string) {
 		return http.StatusUnauthorized, "admin token required (Authorization: Bearer; box reads it from $BOX_ADMIN_TOKEN or the worker's --admin-token-file)"
 	}
 	return 0, ""
+}
+
+// ServeAdmin serves the admin API (AdminHandler, plus extra routes such as
+// GET /v1/probe) on ln behind g until stop is called; stop gives requests in
+// flight 2 s.
+func (w *Worker) ServeAdmin(ln net.Listener, version string, g AdminGuard, extra map[string]http.HandlerFunc) (stop func()) {
+	mux := http.NewServeMux()
+	mux.Handle("/", w.AdminHandler(version))
+	for pattern, h := range extra {
+		mux.HandleFunc(pattern, h)
+	}
+	srv := &http.Server{Handler: g.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}
 }

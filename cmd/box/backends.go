@@ -1,10 +1,7 @@
 package main
 
 import (
-	"cmp"
 	"log/slog"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -21,14 +18,7 @@ import (
 func backendsFlag(root *cobra.Command) {
 	dir := root.PersistentFlags().String("backends", "", "directory of ggml backend libraries (libggml-vulkan.so, ...), or off (default: $BOX_BACKENDS, else lib/box beside bin/)")
 	root.PersistentPreRun = func(c *cobra.Command, _ []string) {
-		if abs, err := filepath.Abs(*dir); err == nil && *dir != "" && *dir != "off" && *dir != "none" {
-			*dir = abs
-		}
-		if *dir != "" {
-			os.Setenv(ggml.EnvBackends, *dir)
-		}
-		resolved := ggml.BackendsDir()
-		os.Setenv(ggml.EnvBackends, cmp.Or(resolved, "off"))
+		resolved := ggml.UseBackends(*dir)
 		switch c.Name() {
 		case "serve", "probe", "bench":
 			// These use ggml devices in this process, and serve and bench

@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -38,14 +36,10 @@ func newChat() *cobra.Command {
 		if r.MaxTokens < 1 {
 			return usagef("--max-tokens must be positive")
 		}
-		if r.Prompt = strings.Join(args, " "); len(args) == 0 || r.Prompt == "-" {
-			b, err := io.ReadAll(c.InOrStdin())
-			if err != nil {
-				return fmt.Errorf("stdin: %w", err)
-			}
-			r.Prompt = strings.TrimSpace(string(b))
-		}
-		if r.Prompt == "" {
+		var err error
+		if r.Prompt, err = chat.ReadPrompt(args, c.InOrStdin()); err != nil {
+			return err
+		} else if r.Prompt == "" {
 			return usagef("give a MESSAGE, or the prompt on stdin")
 		}
 		if f.Changed("temperature") {

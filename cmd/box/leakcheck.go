@@ -49,17 +49,11 @@ func newLeakcheck() *cobra.Command {
 	f.BoolVarP(&verbose, "verbose", "v", false, "log progress to stderr")
 	token := adminTokenFlags(f)
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		switch {
-		case o.Model == "" && !o.Demo:
-			return usagef("give --model FILE or --demo")
-		case o.Model != "" && o.Demo:
-			return usagef("--model and --demo exclude each other")
-		case o.Restarts < 1 || o.Workers < 1:
-			return usagef("--restarts and --workers must be at least 1")
-		case o.Requests < 0 || o.ReleaseTimeout <= 0 || tolerance.Bytes == 0:
-			return usagef("--requests must not be negative, --release-timeout and --tolerance must be positive")
-		case rpcList != "" && f.Changed("workers"):
+		if o.Tolerance = tolerance.Bytes; rpcList != "" && f.Changed("workers") {
 			return usagef("--rpc and --workers exclude each other")
+		}
+		if err := o.Validate(); err != nil {
+			return usageError{err}
 		}
 		var err error
 		if rpcList != "" {
@@ -75,7 +69,7 @@ func newLeakcheck() *cobra.Command {
 		if o.Modes, err = leakcheck.ParseModes(modes); err != nil {
 			return usagef("--modes: %v", err)
 		}
-		if o.Tolerance = tolerance.Bytes; verbose {
+		if verbose {
 			o.Log = c.ErrOrStderr()
 		}
 		rep, err := leakcheck.Run(c.Context(), o)
@@ -93,10 +87,7 @@ func newLeakcheck() *cobra.Command {
 		if c.Context().Err() != nil {
 			return cannotRun{errors.New("interrupted")}
 		}
-		if rep.Verdict != leakcheck.VerdictPass {
-			return errors.New(rep.Summary) // exit 1; the summary starts with LEAK, FOREIGN or FAIL
-		}
-		return nil
+		return rep.Err() // exit 1 on LEAK, FOREIGN or FAIL
 	}
 	return c
 }

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -145,12 +144,7 @@ func newVersion() *cobra.Command {
 		Example: "  box version\n  box version --json | jq -r .commit\n  boxtop --version",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			v := any(buildinfo.Read(version, commit))
-			if asJSON {
-				b, _ := json.MarshalIndent(v, "", "  ")
-				v = string(b) + "\n"
-			}
-			_, err := fmt.Fprint(c.OutOrStdout(), v)
+			_, err := fmt.Fprint(c.OutOrStdout(), buildinfo.Read(version, commit).Format(asJSON))
 			return err
 		},
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,25 +45,10 @@ func newProbe() *cobra.Command {
 		} else {
 			rep = probe.Remote(c.Context(), t, timeout)
 		}
-		if asJSON {
-			enc := json.NewEncoder(c.OutOrStdout())
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(rep); err != nil {
-				return err
-			}
-		} else {
-			fmt.Fprint(c.OutOrStdout(), probe.Table(rep))
+		if err := probe.Write(c.OutOrStdout(), rep, asJSON); err != nil {
+			return err
 		}
-		var bad int
-		for _, n := range rep.Nodes {
-			if !n.Reachable || n.Error != "" {
-				bad++
-			}
-		}
-		if bad > 0 {
-			return fmt.Errorf("%d of %d nodes did not answer cleanly", bad, len(rep.Nodes))
-		}
-		return nil
+		return rep.Err()
 	}
 	return c
 }

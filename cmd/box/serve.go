@@ -1,18 +1,16 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/cluster"
-	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/serve"
@@ -65,12 +63,6 @@ func newServe() *cobra.Command {
 			return usagef("give --model FILE or --demo")
 		case cfg.ModelPath != "" && demo:
 			return usagef("--model and --demo exclude each other")
-		case cfg.Parallel < 1 || cfg.Parallel > 64:
-			return usagef("--parallel must be between 1 and 64")
-		case cfg.Queue < 0 || cfg.CtxSize < 0 || cfg.Batch < 1 || cfg.Threads < 0:
-			return usagef("--queue, --ctx-size and --threads must not be negative, --batch must be positive")
-		case cfg.Heartbeat <= 0 || cfg.RPCTimeout < 0:
-			return usagef("--heartbeat must be positive, --rpc-timeout not negative")
 		case rpc == "" && (split != "" || cfg.NoLocal || cfg.Reconnect || cfg.RPCTimeout != 0):
 			return usagef("--tensor-split, --no-local, --reconnect and --rpc-timeout need --rpc")
 		}
@@ -78,20 +70,16 @@ func newServe() *cobra.Command {
 		if cfg.APIKeys, err = serve.APIKeys(apiKey, keyFile); err != nil {
 			return usageError{err}
 		}
-		if cfg.AuthAll && len(cfg.APIKeys) == 0 {
-			return usagef("--auth-all needs --api-key or --api-key-file")
-		}
 		if rpc != "" {
-			if cfg.Workers, err = cluster.ParseEndpoints(rpc); err != nil {
+			if cfg.Workers, err = api.ParseEndpoints(rpc); err != nil {
 				return usageError{err}
 			}
 		}
-		for _, s := range splitList(split) {
-			v, err := strconv.ParseFloat(s, 64)
-			if err != nil || v < 0 {
-				return usagef("--tensor-split %q: want non-negative numbers like 1,3", split)
-			}
-			cfg.Split = append(cfg.Split, v)
+		if cfg.Split, err = cluster.ParseSplit(split); err != nil {
+			return usageError{err}
+		}
+		if err := cfg.Validate(); err != nil {
+			return usageError{err}
 		}
 		log, err := newLogger(c.ErrOrStderr(), logLevel)
 		if err != nil {
@@ -99,14 +87,8 @@ func newServe() *cobra.Command {
 		}
 		llama.Init(log)
 		cfg.HashMemo = filepath.Join(cacheDir, "fnv-memo")
-		if demo {
-			if cfg.ModelPath, err = synth.EnsureCached(c.Context(), cacheDir, synth.Demo()); err != nil {
-				return fmt.Errorf("demo model: %w", err)
-			}
-			cfg.ModelID = cmp.Or(cfg.ModelID, "box-demo")
-		}
 		// A bad file is refused here, in one line, before anything starts.
-		if err := gguf.Check(cfg.ModelPath); err != nil {
+		if err := cfg.ResolveModel(c.Context(), demo, cacheDir); err != nil {
 			return err
 		}
 		ln, err := net.Listen("tcp", listen)

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
 
-	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/tui"
 )
@@ -66,13 +62,12 @@ func newTop(use string) *cobra.Command {
 			return err
 		}
 		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout, AdminToken: tok}
-		here := api.IsLocal(head) || slices.ContainsFunc(targets, func(t tui.Target) bool { return api.IsLocal(t.URL) })
-		if nvmlMode == "on" || nvmlMode == "auto" && here {
+		if nvmlMode == "on" || nvmlMode == "auto" && cfg.Local() {
 			cfg.NVML = local.NVML
 		}
 		p := tui.NewPoller(cfg)
 		if once {
-			return topOnce(c.Context(), p, timeout, width, c)
+			return tui.Once(c.Context(), p, timeout, width, c.OutOrStdout())
 		}
 		opt := tui.Options{Interval: interval}
 		if banner != "" {
@@ -85,25 +80,4 @@ func newTop(use string) *cobra.Command {
 		return err
 	}
 	return c
-}
-
-// topOnce prints one frame; an error when a node is down or the head fails.
-func topOnce(ctx context.Context, p *tui.Poller, timeout time.Duration, width int, c *cobra.Command) error {
-	pctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
-	defer cancel()
-	snap := p.Poll(pctx)
-	fmt.Fprint(c.OutOrStdout(), tui.Render(snap, width, tui.Options{}))
-	var down int
-	for _, n := range snap.Nodes {
-		if n.State == tui.StateDown {
-			down++
-		}
-	}
-	if snap.HeadError != "" {
-		return fmt.Errorf("%s", snap.HeadError)
-	}
-	if down > 0 {
-		return fmt.Errorf("%d of %d nodes down", down, len(snap.Nodes))
-	}
-	return nil
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"cmp"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,22 +73,11 @@ func newWorker() *cobra.Command {
 		} else {
 			cfg.Legacy = pv
 		}
-		switch {
-		case cfg.MaxBuffersPerConn <= 0 || cfg.MaxConns <= 0 || cfg.MaxConnsPerPeer <= 0 || cfg.MessageTimeout <= 0:
-			return usagef("--max-buffers-per-conn, --max-conns, --max-conns-per-peer and --message-timeout must be positive")
-		case cfg.Keepalive <= 0 || cfg.KeepaliveInterval <= 0 || cfg.IdleTimeout < 0:
-			return usagef("--keepalive and --keepalive-interval must be positive, --idle-timeout not negative")
-		case cfg.MaxComputeTime <= 0 || cfg.Grace <= 0:
-			return usagef("--max-compute-time and --grace must be positive")
-		case cfg.Threads < 0:
-			return usagef("--threads must not be negative")
+		if err := cfg.Validate(); err != nil {
+			return usageError{err}
 		}
-		for _, s := range splitList(allow) {
-			p, err := netip.ParsePrefix(s)
-			if err != nil {
-				return usagef("--allow %q: want CIDR like 10.0.0.0/8", s)
-			}
-			cfg.Allow = append(cfg.Allow, p.Masked())
+		if cfg.Allow, err = worker.ParseAllow(splitList(allow)); err != nil {
+			return usageError{err}
 		}
 		log, err := newLogger(c.ErrOrStderr(), lv)
 		if err != nil {
@@ -107,7 +92,7 @@ func newWorker() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		log.Info("quotas", quotas(w, cfg)...)
+		log.Info("quotas", w.Quotas()...)
 		ln, err := w.Listen(c.Context(), listen)
 		if err != nil {
 			w.Close()
@@ -134,38 +119,10 @@ func newWorker() *cobra.Command {
 				return fmt.Errorf("admin listen: %w", err)
 			}
 			// The admin API, plus this node's probe view (NVML, host memory).
-			mux := http.NewServeMux()
-			mux.Handle("/", w.AdminHandler(version))
-			mux.HandleFunc("GET /v1/probe", local.Handler)
-			srv := &http.Server{Handler: guard.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
-			go srv.Serve(aln)
-			defer func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				srv.Shutdown(sctx)
-			}()
+			defer w.ServeAdmin(aln, version, guard, map[string]http.HandlerFunc{"GET /v1/probe": local.Handler})()
 			log.Info("admin API listening", "url", "http://"+aln.Addr().String())
 		}
 		return w.Serve(c.Context(), ln)
 	}
 	return c
-}
-
-// quotas are the limits the worker enforces, for its start log: the
-// per-device limit is the device's size where --max-memory is not smaller.
-func quotas(w *worker.Worker, cfg worker.Config) []any {
-	size := func(n uint64, none string) string {
-		if n == 0 {
-			return none
-		}
-		return probe.HumanBytes(n)
-	}
-	var devs []string
-	for _, d := range w.Node(version).Devices {
-		devs = append(devs, d.Name+" "+size(min(d.MemoryTotal, cmp.Or(cfg.MaxMemory, d.MemoryTotal)), "0 B"))
-	}
-	return []any{"max_memory", strings.Join(devs, ", "), "max_memory_per_conn", size(cfg.MaxMemoryPerConn, "none"),
-		"max_host_memory", size(cfg.MaxHostMemory, "none"), "max_buffers_per_conn", cfg.MaxBuffersPerConn,
-		"max_conns", cfg.MaxConns, "max_conns_per_peer", cfg.MaxConnsPerPeer, "message_timeout", cfg.MessageTimeout,
-		"max_compute_time", cfg.MaxComputeTime, "grace", cfg.Grace}
 }

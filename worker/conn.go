@@ -41,7 +41,7 @@ type conn struct {
 	since time.Time
 	done  chan struct{} // closed when the connection is gone and accounted
 
-	peerHost string // peer address without the port, for --max-conns-per-peer
+	peerHost string      // peer address without the port, for --max-conns-per-peer
 	proto    rpc.Version // negotiated at HELLO (front only)
 
 	mu         sync.Mutex
@@ -443,17 +443,33 @@ func (c *conn) control(p *proc) {
 						"device", dev, "bytes", m.Size, "limit", limit)
 				}
 			}
+			if ok && m.Handle != 0 {
+				c.mu.Lock()
+				if m.Buffer {
+					// A granted buffer is listed at once, under the handle
+					// it will have.
+					c.buffers[m.Handle] = &binding{handle: m.Handle, dev: m.Dev, size: m.Size, created: time.Now()}
+					w.met.allocs.WithLabelValues(dev).Inc()
+				} else if b := c.buffers[m.Handle]; b != nil {
+					b.size += m.Size // the device gave more than asked
+				}
+				c.mu.Unlock()
+			}
 			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: ok, Limit: limit})
 		case ctl.OpUnreserve:
 			w.unreserve(c, w.costOf(m))
+			if m.Handle != 0 {
+				c.mu.Lock()
+				if m.Buffer {
+					delete(c.buffers, m.Handle) // the device could not, or the rest was refused
+				} else if b := c.buffers[m.Handle]; b != nil {
+					b.size -= min(b.size, m.Size)
+				}
+				c.mu.Unlock()
+			}
 		case ctl.OpMemory:
 			free, total := w.deviceMemory(m.Dev)
 			p.ctl.Send(ctl.Reply{Seq: m.Seq, OK: true, Free: free, Total: total})
-		case ctl.OpBind:
-			c.mu.Lock()
-			c.buffers[m.Handle] = &binding{handle: m.Handle, dev: m.Dev, size: m.Size, created: time.Now()}
-			c.mu.Unlock()
-			w.met.allocs.WithLabelValues(dev).Inc()
 		case ctl.OpName:
 			c.mu.Lock()
 			if b := c.buffers[m.Handle]; b != nil && b.name == "" {

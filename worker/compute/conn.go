@@ -414,8 +414,11 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 		return err
 	}
 	// The supervisor grants the bytes (and the buffer's overhead) against
-	// the quotas before the device is asked: a refusal costs nothing.
-	r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: req.Size, Buffer: true})
+	// the quotas before the device is asked: a refusal costs nothing. The
+	// grant names the handle the buffer will have, so the supervisor lists
+	// it from then on, before the client hears of it.
+	h := c.nextBuf + 1
+	r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: req.Size, Buffer: true, Handle: h})
 	if err != nil {
 		return err
 	}
@@ -425,43 +428,35 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 	if req.Size == 0 {
 		// ggml's zero-size "dummy" buffer is never deleted by
 		// ggml_backend_buffer_free: a zero-size buffer is box's alone.
-		h, vbase := c.assign(0, c.ini.Devices[d].Alignment)
+		_, vbase := c.assign(0, c.ini.Devices[d].Alignment)
 		c.buffers[h] = &binding{handle: h, dev: d, vbase: vbase}
-		if err := c.sup.tell(ctl.Msg{Op: ctl.OpBind, Dev: d, Handle: h}); err != nil {
-			return err
-		}
 		return c.reply(u64(h), u64(0))
 	}
 	reserved := req.Size
 	buf, err := be.Alloc(req.Size)
 	if err != nil {
-		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved, Buffer: true})
+		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved, Buffer: true, Handle: h})
 		c.sup.tell(ctl.Msg{Op: ctl.OpAllocFail, Dev: d, Size: req.Size})
 		return c.reply(u64(0), u64(0))
 	}
 	// Account what the device really gave (it may round up).
 	if real := buf.Size(); real > reserved {
-		r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: real - reserved})
+		r, err := c.sup.ask(ctl.Msg{Op: ctl.OpReserve, Dev: d, Size: real - reserved, Handle: h})
 		if err != nil {
 			return err
 		}
 		if !r.OK {
 			buf.Free()
-			c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved, Buffer: true})
+			c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved, Buffer: true, Handle: h})
 			return c.reply(u64(0), u64(0))
 		}
-		reserved = real
 	} else if real < reserved {
-		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved - real})
-		reserved = real
+		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved - real, Handle: h})
 	}
 	// Fresh memory holds no earlier tenant's bytes, on any device.
 	buf.Clear(0)
-	h, vbase := c.assign(buf.Size(), c.ini.Devices[d].Alignment)
+	_, vbase := c.assign(buf.Size(), c.ini.Devices[d].Alignment)
 	c.buffers[h] = &binding{handle: h, dev: d, buf: buf, vbase: vbase, size: buf.Size()}
-	if err := c.sup.tell(ctl.Msg{Op: ctl.OpBind, Dev: d, Handle: h, Size: reserved}); err != nil {
-		return err
-	}
 	return c.reply(u64(h), u64(buf.Size()))
 }
 

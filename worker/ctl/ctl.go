@@ -80,10 +80,9 @@ type Init struct {
 type Op string
 
 const (
-	OpReserve   Op = "reserve"   // ask for Size bytes on Dev (answered)
+	OpReserve   Op = "reserve"   // ask for Size bytes on Dev (answered); with Buffer, for the buffer Handle will be
 	OpUnreserve Op = "unreserve" // give back Size bytes on Dev never bound
 	OpMemory    Op = "memory"    // free and total of Dev, as clients see it (answered)
-	OpBind      Op = "bind"      // buffer Handle of Size reserved bytes on Dev now exists
 	OpName      Op = "name"      // buffer Handle holds tensor Name (first one written)
 	OpFree      Op = "free"      // buffer Handle is freed; its bytes are given back (answered)
 	OpAllocFail Op = "alloc-fail"

@@ -265,16 +265,8 @@ func (s *Server) handleNative(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	prompt, aerr := s.tokenize(ctx, m, sl.all[0].NCtx(), string(*req.Prompt), true, false, "prompt")
+	j, aerr := s.promptJob(ctx, m, sl, string(*req.Prompt), &req.samplingFields)
 	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	j, aerr := s.buildJob(m, sl.all[0].NCtx(), &req.samplingFields, prompt)
-	if aerr != nil {
-		if aerr.Param != nil && *aerr.Param == "messages" {
-			aerr.Param = strp("prompt")
-		}
 		writeError(w, aerr)
 		return
 	}

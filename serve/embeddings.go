@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -22,21 +21,9 @@ const maxEmbedInputs = 64
 type embedInput []string
 
 func (e *embedInput) UnmarshalJSON(b []byte) error {
-	if s, ok := plainString(b); ok {
-		*e = embedInput{s}
-		return nil
-	}
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*e = embedInput{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("input must be a string or an array of strings (token arrays are not supported)")
-	}
+	many, err := stringOrList(b, "input must be a string or an array of strings (token arrays are not supported)")
 	*e = many
-	return nil
+	return err
 }
 
 type embeddingsRequest struct {

@@ -323,16 +323,8 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	prompt, aerr := s.tokenize(ctx, m, sl.all[0].NCtx(), string(*req.Prompt), true, false, "prompt")
+	j, aerr := s.promptJob(ctx, m, sl, string(*req.Prompt), &req.samplingFields)
 	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	j, aerr := s.buildJob(m, sl.all[0].NCtx(), &req.samplingFields, prompt)
-	if aerr != nil {
-		if aerr.Param != nil && *aerr.Param == "messages" {
-			aerr.Param = strp("prompt")
-		}
 		writeError(w, aerr)
 		return
 	}
@@ -354,6 +346,20 @@ func (s *Server) promptLimit(m *llama.Model, sl *slots) int {
 
 // requestContext ends when the client goes away or the grace period after
 // a stop signal is over.
+// promptJob tokenizes a completion prompt and builds its job (both
+// /v1/completions and the native /completion).
+func (s *Server) promptJob(ctx context.Context, m *llama.Model, sl *slots, text string, f *samplingFields) (*job, *apiError) {
+	prompt, aerr := s.tokenize(ctx, m, sl.all[0].NCtx(), text, true, false, "prompt")
+	if aerr != nil {
+		return nil, aerr
+	}
+	j, aerr := s.buildJob(m, sl.all[0].NCtx(), f, prompt)
+	if aerr != nil && aerr.Param != nil && *aerr.Param == "messages" {
+		aerr.Param = strp("prompt")
+	}
+	return j, aerr
+}
+
 func (s *Server) requestContext(r *http.Request) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(r.Context())
 	stop := context.AfterFunc(s.hardStop, cancel)

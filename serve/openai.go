@@ -90,24 +90,32 @@ func (s *stopList) UnmarshalJSON(b []byte) error {
 type promptText string
 
 func (p *promptText) UnmarshalJSON(b []byte) error {
-	if s, ok := plainString(b); ok {
-		*p = promptText(s)
-		return nil
-	}
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*p = promptText(one)
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("prompt must be a string or an array of strings")
+	many, err := stringOrList(b, "prompt must be a string or an array of strings")
+	if err != nil {
+		return err
 	}
 	if len(many) != 1 {
 		return fmt.Errorf("prompt arrays must hold exactly one string, got %d", len(many))
 	}
 	*p = promptText(many[0])
 	return nil
+}
+
+// stringOrList reads a JSON string or an array of strings; bad says what
+// was wanted.
+func stringOrList(b []byte, bad string) ([]string, error) {
+	if s, ok := plainString(b); ok {
+		return []string{s}, nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return nil, errors.New(bad)
+	}
+	return many, nil
 }
 
 // samplingFields are shared by both endpoints.

@@ -365,7 +365,13 @@ func (p *Poller) Poll(ctx context.Context) Snapshot {
 		}
 		tr.node.Name = t.Name
 		hw, inHead := headWorkers[t.Name]
-		p.update(tr, res[i], now)
+		if t.URL == "" && inHead {
+			// A worker without an admin API (a llama.cpp rpc-server, or
+			// --rpc host:port@): what the head says is all there is.
+			p.updateFromHead(tr, hw.ClusterWorker, now)
+		} else {
+			p.update(tr, res[i], now)
+		}
 		n := &tr.node
 		n.InHead, n.Layers, n.Placed, n.Need, n.HeadConn = inHead, 0, 0, 0, 0
 		if inHead {
@@ -541,6 +547,24 @@ func (p *Poller) fetch(ctx context.Context, url string, after uint64, started ti
 }
 
 // update folds one fetch into a node's track. Called with p.mu held.
+// updateFromHead sets a node's state from the head's view of it, for a
+// worker with no admin API: up or down, no memory figures.
+func (p *Poller) updateFromHead(tr *track, w api.ClusterWorker, now time.Time) {
+	n := &tr.node
+	if w.State == "down" {
+		if n.State != StateDown {
+			n.DownSince = now
+			if !w.DownSince.IsZero() {
+				n.DownSince = w.DownSince
+			}
+		}
+		n.State, n.Error = StateDown, "the head says: "+w.Error
+		return
+	}
+	n.State, n.Error, n.DownSince, n.Seen = StateUp, "no admin API: state from the head", time.Time{}, true
+	n.Info, n.Conns, n.Activity, n.History = api.NodeInfo{}, nil, nil, nil
+}
+
 func (p *Poller) update(tr *track, f fetched, now time.Time) {
 	n := &tr.node
 	if f.err != nil {

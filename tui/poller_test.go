@@ -221,6 +221,7 @@ func TestPollerHead(t *testing.T) {
 		{Addr: "10.0.0.1:50052", Admin: w1.Admin, State: "up", Devices: []string{"RPC[10.0.0.1:50052]#0"}},
 		{Addr: "10.0.0.2:50052", Admin: w2.Admin, State: "down", Error: "EOF", DownSince: t0},
 		{Addr: "10.0.0.3:50052", State: "up"},
+		{Addr: "10.0.0.4:50052", State: "down", Error: "EOF", DownSince: t0},
 	}}
 	head := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/cluster" {
@@ -231,7 +232,7 @@ func TestPollerHead(t *testing.T) {
 	}))
 	p := NewPoller(Config{Head: head.URL, Now: fixedNow, Timeout: time.Second})
 	s := p.Poll(context.Background())
-	if s.HeadState != "degraded" || s.HeadError != "" || len(s.Nodes) != 3 {
+	if s.HeadState != "degraded" || s.HeadError != "" || len(s.Nodes) != 4 {
 		t.Fatalf("head snapshot: %+v", s)
 	}
 	if n := s.Nodes[0]; n.Name != "10.0.0.1:50052" || n.URL != w1.Admin || n.State != StateUp {
@@ -240,8 +241,13 @@ func TestPollerHead(t *testing.T) {
 	if n := s.Nodes[1]; n.State != StateDegraded || n.Error != "head lost it: EOF" {
 		t.Fatalf("worker 2 (head says down, admin up): %+v", n)
 	}
-	if n := s.Nodes[2]; n.State != StateDown || !strings.Contains(n.Error, "no admin URL") {
-		t.Fatalf("worker 3 (no admin URL): %+v", n)
+	// Workers with no admin API (an rpc-server, or --rpc host:port@) take
+	// their state from the head.
+	if n := s.Nodes[2]; n.State != StateUp || !strings.Contains(n.Error, "no admin API") {
+		t.Fatalf("worker 3 (no admin URL, up for the head): %+v", n)
+	}
+	if n := s.Nodes[3]; n.State != StateDown || n.Error != "the head says: EOF" || !n.DownSince.Equal(t0) {
+		t.Fatalf("worker 4 (no admin URL, down for the head): %+v", n)
 	}
 	// Close goes to the worker's admin URL by node name.
 	c := workertest.Dial(t, w1.Addr)
@@ -255,7 +261,7 @@ func TestPollerHead(t *testing.T) {
 	// The head goes away: its workers stay watched.
 	head.Close()
 	s = p.Poll(context.Background())
-	if !strings.Contains(s.HeadError, "head ") || len(s.Nodes) != 3 || s.Nodes[0].State != StateUp {
+	if !strings.Contains(s.HeadError, "head ") || len(s.Nodes) != 4 || s.Nodes[0].State != StateUp {
 		t.Fatalf("head down: %+v", s)
 	}
 }

@@ -27,6 +27,10 @@ type Info struct {
 	LlamaCpp  string   `json:"llama_cpp"`
 	Ollama    string   `json:"ollama_module"`
 	Protocols []string `json:"rpc_protocols"`
+	// Ops is the number of ops in the embedded ggml's op enum: the
+	// protocol does not check it, so a worker and a head must agree on
+	// names (box translates them, docs/protocol.md).
+	Ops int `json:"ggml_ops"`
 }
 
 // Read fills Info. version and commit are what the linker was given (-X);
@@ -34,7 +38,7 @@ type Info struct {
 // the Go build info stand in.
 func Read(version, commit string) Info {
 	v := Info{Version: version, Commit: commit, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
-		LlamaCpp: LlamaCpp, Protocols: []string{fmt.Sprintf("%d.%d.%d", rpc.ProtoMajor, rpc.ProtoMinor, rpc.ProtoPatch)}}
+		LlamaCpp: LlamaCpp, Protocols: rpc.SupportedVersions(), Ops: rpc.EmbeddedOps.Count()}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if (v.Version == "" || v.Version == "dev") && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v.Version = bi.Main.Version
@@ -76,6 +80,6 @@ func (v Info) String() string {
 	if v.Modified {
 		commit += " (modified)"
 	}
-	return fmt.Sprintf("box %s\n  commit     %s\n  go         %s %s\n  llama.cpp  %s (%s %s)\n  rpc        ggml RPC %s\n",
-		v.Version, commit, v.Go, v.Platform, v.LlamaCpp, OllamaModule, v.Ollama, strings.Join(v.Protocols, ", "))
+	return fmt.Sprintf("box %s\n  commit     %s\n  go         %s %s\n  llama.cpp  %s (%s %s), %d ggml ops\n  rpc        ggml RPC %s\n",
+		v.Version, commit, v.Go, v.Platform, v.LlamaCpp, OllamaModule, v.Ollama, v.Ops, strings.Join(v.Protocols, ", "))
 }

@@ -27,14 +27,14 @@ func TestLlamaCppMatchesTheVendoredTree(t *testing.T) {
 
 func TestRead(t *testing.T) {
 	v := Read("v1.2.3", "abc123")
-	if v.Version != "v1.2.3" || v.Commit != "abc123" || v.Protocols[0] != "3.6.0" || !strings.HasPrefix(v.Go, "go") {
+	if v.Version != "v1.2.3" || v.Commit != "abc123" || v.Protocols[0] != "3.6.0-3.6.1" || v.Ops != 95 || !strings.HasPrefix(v.Go, "go") {
 		t.Fatalf("%+v", v)
 	}
 	if v := Read("", ""); v.Version != "dev" || v.Commit == "" {
 		t.Fatalf("%+v", v)
 	}
 	s := Read("v1.2.3", "abc123").String()
-	for _, want := range []string{"box v1.2.3", "commit     abc123", "llama.cpp  ec98e2002 (github.com/ollama/ollama", "ggml RPC 3.6.0"} {
+	for _, want := range []string{"box v1.2.3", "commit     abc123", "llama.cpp  ec98e2002 (github.com/ollama/ollama", "ggml RPC 3.6.0-3.6.1, 4.0.0-4.0.4", "95 ggml ops"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("String() lacks %q:\n%s", want, s)
 		}

@@ -103,6 +103,30 @@ func (v Version) Supported() bool {
 	return ok
 }
 
+// SupportedVersions names the versions box speaks, for people (box
+// version, docs): every version Supported accepts, patch ranges folded.
+func SupportedVersions() []string {
+	var out []string
+	for _, mm := range [][2]uint8{{3, 6}, {4, 0}, {5, 0}, {5, 1}, {6, 0}, {7, 0}} {
+		var patches []uint8
+		for p := 0; p < 16; p++ {
+			if (Version{mm[0], mm[1], uint8(p)}).Supported() {
+				patches = append(patches, uint8(p))
+			}
+		}
+		switch {
+		case len(patches) == 0:
+		case mm[0] >= 5 && len(patches) == 16:
+			out = append(out, fmt.Sprintf("%d.%d.x", mm[0], mm[1]))
+		case len(patches) == 1:
+			out = append(out, Version{mm[0], mm[1], patches[0]}.String())
+		default:
+			out = append(out, fmt.Sprintf("%d.%d.%d-%d.%d.%d", mm[0], mm[1], patches[0], mm[0], mm[1], patches[len(patches)-1]))
+		}
+	}
+	return out
+}
+
 // ParseVersion reads "7", "5.1", "4.0.3" (missing parts are 0, except that
 // a bare 4 means 4.0.4, the newest 4.0 op table, and a bare 5 means 5.1.0).
 func ParseVersion(s string) (Version, error) {

@@ -106,12 +106,12 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil {
 		t.Fatalf("exit %d, %v: %s", code, err, out)
 	}
-	for _, k := range []string{"version", "commit", "modified", "go", "platform", "llama_cpp", "ollama_module", "rpc_protocols"} {
+	for _, k := range []string{"version", "commit", "modified", "go", "platform", "llama_cpp", "ollama_module", "rpc_protocols", "ggml_ops"} {
 		if _, ok := v[k]; !ok {
 			t.Errorf("version --json lacks %q: %s", k, out)
 		}
 	}
-	if v["llama_cpp"] != "ec98e2002" || v["ollama_module"] != "v0.17.4" || fmt.Sprint(v["rpc_protocols"]) != "[3.6.0]" {
+	if v["llama_cpp"] != "ec98e2002" || v["ollama_module"] != "v0.17.4" || fmt.Sprint(v["rpc_protocols"]) != "[3.6.0-3.6.1 4.0.0-4.0.4 5.0.0-5.0.1 5.1.x 6.0.x 7.0.x]" || v["ggml_ops"] != 95.0 {
 		t.Errorf("version --json: %s", out)
 	}
 	_, text, _ := runBox("box", "version")
@@ -120,7 +120,7 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, %q; want box version's %q", args, code, out, text)
 		}
 	}
-	for _, want := range []string{"box dev\n", "commit ", "go         go1.", "llama.cpp  ec98e2002 (github.com/ollama/ollama v0.17.4)", "rpc        ggml RPC 3.6.0"} {
+	for _, want := range []string{"box dev\n", "commit ", "go         go1.", "llama.cpp  ec98e2002 (github.com/ollama/ollama v0.17.4)", ", 95 ggml ops", "rpc        ggml RPC 3.6.0-3.6.1, 4.0.0-4.0.4, 5.0.0-5.0.1, 5.1.x, 6.0.x, 7.0.x"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("box version lacks %q:\n%s", want, text)
 		}

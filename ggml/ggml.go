@@ -139,6 +139,27 @@ static void box_install_abort(void) { ggml_set_abort_callback(box_abort_cb); }
 
 #include <malloc.h>
 static void box_fix_mmap_threshold(void) { mallopt(M_MMAP_THRESHOLD, 256 * 1024); }
+
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+// box_zero_cpu zeroes a buffer of the CPU backend's own buffer type (memory
+// from posix_memalign: private anonymous pages) by dropping its whole pages
+// (MADV_DONTNEED: the kernel maps zero pages back on first touch) and
+// clearing only the partial pages at its ends. It returns 0, having done
+// nothing, for any other buffer or when madvise refuses.
+static int box_zero_cpu(ggml_backend_buffer_t b) {
+	if (ggml_backend_buffer_get_type(b) != ggml_backend_cpu_buffer_type()) return 0;
+	uint8_t *p = (uint8_t *)ggml_backend_buffer_get_base(b);
+	size_t n = ggml_backend_buffer_get_size(b);
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = ((uintptr_t)p + pg - 1) & ~(pg - 1), hi = ((uintptr_t)p + n) & ~(pg - 1);
+	if (p == NULL || hi <= lo) return 0;
+	if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) return 0;
+	memset(p, 0, lo - (uintptr_t)p);
+	memset((void *)hi, 0, (uintptr_t)p + n - hi);
+	return 1;
+}
 */
 import "C"
 
@@ -309,6 +330,16 @@ func (buf *Buffer) IsHost() bool { return buf.host }
 
 // Clear fills the whole buffer with v.
 func (buf *Buffer) Clear(v byte) { C.ggml_backend_buffer_clear(buf.b, C.uint8_t(v)) }
+
+// Zero fills the whole buffer with zeros. A CPU buffer is not written: its
+// pages are handed back to the kernel, which maps zero-filled ones on first
+// touch, so zeroing a fresh buffer costs no pass over its memory (the
+// uploads that follow fault the pages in anyway).
+func (buf *Buffer) Zero() {
+	if C.box_zero_cpu(buf.b) == 0 {
+		buf.Clear(0)
+	}
+}
 
 // HostBytes returns the host memory [off, off+n) for direct socket I/O; only
 // for host buffers, and only while the buffer lives. Callers check bounds.

@@ -454,7 +454,7 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 		c.sup.tell(ctl.Msg{Op: ctl.OpUnreserve, Dev: d, Size: reserved - real, Handle: h})
 	}
 	// Fresh memory holds no earlier tenant's bytes, on any device.
-	buf.Clear(0)
+	buf.Zero()
 	_, vbase := c.assign(buf.Size(), c.ini.Devices[d].Alignment)
 	c.buffers[h] = &binding{handle: h, dev: d, buf: buf, vbase: vbase, size: buf.Size()}
 	return c.reply(u64(h), u64(buf.Size()))

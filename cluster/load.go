@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/remote"
 )
 
 // ParseSplit reads a --tensor-split list: non-negative shares, comma-
@@ -64,5 +65,8 @@ func Load[T any](ctx context.Context, c *Cluster, path string, o LoadOptions, lo
 		c.Close()
 		return zero, plan, err
 	}
+	// Weights a cold worker cache missed went unhashed: their hashes are
+	// worked out from the file now, off the load's path.
+	remote.HashFileInBackground(path, c.log)
 	return v, plan, nil
 }

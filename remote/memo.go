@@ -3,10 +3,14 @@ package remote
 import (
 	"bufio"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/rpc"
 	"github.com/cespare/xxhash/v2"
 )
@@ -18,29 +22,29 @@ import (
 // lives in memory; with SetHashMemo (box serve: --cache-dir/fnv-memo) it
 // also persists in that file, so a restarted head benefits too.
 type fnvMemo struct {
-	once sync.Once
 	mu   sync.Mutex
-	m    map[[2]uint64]uint64
+	m    map[[2]uint64]uint64 // nil until loaded
+	lens map[uint64]int       // how many entries of m have each length
 	path string
 }
 
 var memo fnvMemo
 
 // SetHashMemo makes the upload hash memo persist in path (appended to, one
-// line an entry; empty: in memory only, the default). Call it before the
-// first load.
+// line an entry; empty: in memory only, the default). The memo starts again
+// from what path holds: what was remembered before is forgotten. Call it
+// before a load, not during one.
 func SetHashMemo(path string) {
 	memo.mu.Lock()
 	defer memo.mu.Unlock()
-	memo.path = path
+	memo.path, memo.m, memo.lens = path, nil, nil
 }
 
 const memoMaxEntries = 1 << 16
 
+// load reads the memo's file; called with mu held.
 func (f *fnvMemo) load() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.m = map[[2]uint64]uint64{}
+	f.m, f.lens = map[[2]uint64]uint64{}, map[uint64]int{}
 	if f.path == "" {
 		return
 	}
@@ -53,6 +57,9 @@ func (f *fnvMemo) load() {
 	for sc.Scan() && len(f.m) < memoMaxEntries {
 		var n, x, h uint64
 		if _, err := fmt.Sscanf(sc.Text(), "%x %x %x", &n, &x, &h); err == nil {
+			if _, dup := f.m[[2]uint64{n, x}]; !dup {
+				f.lens[n]++
+			}
 			f.m[[2]uint64{n, x}] = h
 		}
 	}
@@ -60,21 +67,58 @@ func (f *fnvMemo) load() {
 
 // hash returns FNV-1a of data, from the memo when known.
 func (f *fnvMemo) hash(data []byte) uint64 {
-	f.once.Do(f.load)
-	key := [2]uint64{uint64(len(data)), xxhash.Sum64(data)}
-	f.mu.Lock()
-	h, ok := f.m[key]
-	f.mu.Unlock()
+	key, h, ok := f.lookup(data)
 	if ok {
 		return h
 	}
 	h = rpc.FNV1a64(data)
+	f.store(key, h)
+	return h
+}
+
+// lookup returns the memo's key for data and its FNV-1a when known.
+func (f *fnvMemo) lookup(data []byte) (key [2]uint64, h uint64, ok bool) {
+	key = [2]uint64{uint64(len(data)), xxhash.Sum64(data)}
+	f.mu.Lock()
+	if f.m == nil {
+		f.load()
+	}
+	h, ok = f.m[key]
+	f.mu.Unlock()
+	return key, h, ok
+}
+
+// known returns the FNV-1a of data when the memo knows it, without the
+// xxhash pass when it holds nothing of that length.
+func (f *fnvMemo) known(data []byte) (uint64, bool) {
+	f.mu.Lock()
+	if f.m == nil {
+		f.load()
+	}
+	none := f.lens[uint64(len(data))] == 0
+	f.mu.Unlock()
+	if none {
+		return 0, false
+	}
+	_, h, ok := f.lookup(data)
+	return h, ok
+}
+
+// store remembers h as the FNV-1a of the data of key.
+func (f *fnvMemo) store(key [2]uint64, h uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.m == nil {
+		f.load()
+	}
 	if len(f.m) >= memoMaxEntries {
-		return h
+		return
+	}
+	if _, ok := f.m[key]; ok {
+		return
 	}
 	f.m[key] = h
+	f.lens[key[0]]++
 	if f.path != "" {
 		// Best effort: a memo that cannot be written only costs speed.
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err == nil {
@@ -84,5 +128,69 @@ func (f *fnvMemo) hash(data []byte) uint64 {
 			}
 		}
 	}
-	return h
+}
+
+var (
+	// unhashed is set when a large weight was sent without its FNV-1a
+	// being worked out (see Node.setCached).
+	unhashed atomic.Bool
+	hashing  sync.WaitGroup
+	hashMu   sync.Mutex // one file pass at a time
+)
+
+// HashFileInBackground works out, in one goroutine, the FNV-1a of every
+// tensor over the cache threshold in the GGUF file at path that the memo
+// does not know yet, when a load has sent weights without hashing them (a
+// worker's cache missed). The next load of the same weights then offers
+// them all by hash, from the memo. Call it after a load from path; it
+// returns at once, and does nothing when every upload was hashed.
+func HashFileInBackground(path string, log *slog.Logger) {
+	if !unhashed.Swap(false) {
+		return
+	}
+	hashing.Add(1)
+	go func() {
+		defer hashing.Done()
+		hashMu.Lock()
+		defer hashMu.Unlock()
+		t0 := time.Now()
+		n, err := hashFile(path)
+		if err != nil {
+			log.Warn("hashing the model's tensors for the worker cache", "path", path, "err", err)
+			return
+		}
+		log.Debug("hashed the model's tensors for the worker cache", "path", path, "tensors", n, "seconds", time.Since(t0).Seconds())
+	}()
+}
+
+// WaitHashing waits for the goroutines of HashFileInBackground.
+func WaitHashing() { hashing.Wait() }
+
+func hashFile(path string) (int, error) {
+	info, err := gguf.Inspect(path)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var buf []byte
+	n := 0
+	for _, t := range info.Tensors {
+		if t.Bytes <= rpc.BoxCacheThreshold || t.Bytes > 1<<34 {
+			continue
+		}
+		if uint64(cap(buf)) < t.Bytes {
+			buf = make([]byte, t.Bytes)
+		}
+		b := buf[:t.Bytes]
+		if _, err := f.ReadAt(b, info.DataOffset+int64(t.Offset)); err != nil {
+			return n, err
+		}
+		memo.hash(b)
+		n++
+	}
+	return n, nil
 }

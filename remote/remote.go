@@ -51,10 +51,13 @@ type Node struct {
 	probeMu sync.Mutex
 	probe   *rpc.Client
 
-	failed   atomic.Pointer[error]
-	bytes    atomic.Int64 // bytes in live buffers on this node
-	buffers  atomic.Int64
-	uploaded atomic.Int64 // tensor bytes sent on this connection
+	failed atomic.Pointer[error]
+	// probeMissed is set once the worker has answered a SET_TENSOR_HASH
+	// with "not cached" on this connection (see setCached).
+	probeMissed atomic.Bool
+	bytes       atomic.Int64 // bytes in live buffers on this node
+	buffers     atomic.Int64
+	uploaded    atomic.Int64 // tensor bytes sent on this connection
 	// graphGen changes whenever the worker may have dropped its stored
 	// graphs: a new connection, or a freed buffer.
 	graphGen atomic.Uint64
@@ -360,6 +363,7 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	n.lastUse = time.Now()
 	n.compute.reset()
 	n.uploaded.Store(0)
+	n.probeMissed.Store(false)
 	n.bytes.Store(0)
 	n.buffers.Store(0)
 	n.graphGen.Add(1)
@@ -487,13 +491,41 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 		// (activations are not worth a cache entry), and a miss asks the
 		// worker to keep them.
 		if len(buf) > rpc.BoxCacheThreshold && (weights || !c.Protocol().CacheFlag()) {
-			if ok, err := c.SetTensorHash(ctx, wt, uint64(off), memo.hash(buf)); err != nil || ok {
-				return err
-			}
-			return c.SetTensorCache(ctx, wt, uint64(off), buf, true)
+			return d.Node.setCached(ctx, c, wt, uint64(off), buf)
 		}
 		return c.SetTensor(ctx, wt, uint64(off), buf)
 	})
+}
+
+// setCached uploads a large tensor the worker may hold in its cache. The
+// first one of a connection is offered by its FNV-1a hash (SET_TENSOR_HASH);
+// so is every later one while the worker keeps having them. Once the worker
+// has missed one, the rest of this connection's uploads are offered only
+// where the memo already knows the hash (an xxhash pass at memory speed,
+// skipped when it knows nothing of that length):
+// a worker without a cache, or with a cold one, misses all of them, and
+// hashing each first with the byte-serial FNV-1a (about 1 GB/s, slower
+// than loopback) would hold the load to the hash's speed. The data is sent
+// at once instead, asking the worker to keep it; HashFileInBackground works
+// out the hashes from the model file after the load, so the next load of
+// the same weights is offered by hash again.
+func (n *Node) setCached(ctx context.Context, c *rpc.Client, wt rpc.Tensor, off uint64, buf []byte) error {
+	if !n.probeMissed.Load() {
+		ok, err := c.SetTensorHash(ctx, wt, off, memo.hash(buf))
+		if err != nil || ok {
+			return err
+		}
+		n.probeMissed.Store(true)
+		return c.SetTensorCache(ctx, wt, off, buf, true)
+	}
+	if h, known := memo.known(buf); known {
+		if ok, err := c.SetTensorHash(ctx, wt, off, h); err != nil || ok {
+			return err
+		}
+	} else {
+		unhashed.Store(true)
+	}
+	return c.SetTensorCache(ctx, wt, off, buf, true)
 }
 
 //export boxRemoteGet

@@ -1,0 +1,98 @@
+package remote_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/remote"
+	"github.com/boxproj/box/synth"
+	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
+)
+
+// cacheHits reads box_worker_cache_hits_total from a test worker's admin API.
+func cacheHits(t *testing.T, w *workertest.Worker) int {
+	t.Helper()
+	resp, err := http.Get(w.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^box_worker_cache_hits_total (\d+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no cache hits metric in\n%s", b)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// A cold load (the worker misses the first hash offered) sends the rest
+// without hashing each first, yet asks the worker to keep all of it; once
+// the head has hashed the file, the next load of the same weights is
+// offered by hash and applied from the cache: every weight over the
+// threshold is a hit.
+func TestWarmLoadHitsAfterColdLoad(t *testing.T) {
+	cfg, _ := synth.Preset("tiny")
+	cfg.Layers, cfg.Embd, cfg.Heads, cfg.KVHeads, cfg.FF = 2, 512, 8, 4, 1024 // F32: feed-forward matrices of 2 MiB
+	path, err := synth.EnsureCached(context.Background(), t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := workertest.Start(t, worker.Config{CacheDir: t.TempDir()})
+	load := func() []llama.Token {
+		n, err := remote.Connect(context.Background(), w.Addr, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		m, err := llama.LoadModel(context.Background(), path, llama.ModelParams{Devices: []string{n.Devices()[0].Name}, GPULayers: -1, Check: n.Err})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		c, err := m.NewContext(llama.ContextParams{NCtx: 128, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		toks, _ := m.Tokenize("The quick brown fox", true, false)
+		res, err := c.Generate(context.Background(), llama.GenerateParams{Prompt: toks, MaxTokens: 8}, func(string) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return res.Tokens
+	}
+	cold := load()
+	if h := cacheHits(t, w); h != 0 {
+		t.Fatalf("%d cache hits on a cold load", h)
+	}
+	// The head works the hashes of what it sent unhashed out from the file
+	// (cluster.Load does this after a load), and the worker writes its
+	// cache entries after the data is acknowledged.
+	remote.HashFileInBackground(path, quiet)
+	remote.WaitHashing()
+	time.Sleep(200 * time.Millisecond)
+	warm := load()
+	// The three feed-forward matrices of each layer are over 1 MiB.
+	if h := cacheHits(t, w); h < 3*cfg.Layers {
+		t.Fatalf("warm load: %d cache hits, want at least %d", h, 3*cfg.Layers)
+	}
+	if len(warm) != len(cold) {
+		t.Fatalf("warm %v\ncold %v", warm, cold)
+	}
+	for i := range warm {
+		if warm[i] != cold[i] {
+			t.Fatalf("token %d differs:\nwarm %v\ncold %v", i, warm, cold)
+		}
+	}
+}

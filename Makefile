@@ -28,7 +28,7 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME     ?= 20s
 BENCH_OUT    ?= bench.json
 
-.PHONY: all build check-ollama test test-race fuzz bench demo clean vet env
+.PHONY: all build check-ollama test test-race fuzz bench bench-quick demo clean vet env
 
 all: build
 
@@ -62,6 +62,11 @@ fuzz: check-ollama
 
 bench: build
 	./bin/box bench --out $(BENCH_OUT)
+
+# A before/after check for a change, under 3 minutes on 2 cores: every
+# suite, Q8_0 only, shorter tests, 3 repetitions (the 1b preset).
+bench-quick: build
+	./bin/box bench --suite cpu,rpc,cluster,load --types q8_0 --reps 3 --pp 128 --tg 32 --bw-mib 256 --out $(BENCH_OUT)
 
 demo: build
 	./scripts/demo.sh

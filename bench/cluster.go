@@ -16,6 +16,7 @@ import (
 
 	"github.com/boxproj/box/cluster"
 	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/remote"
 	"github.com/boxproj/box/rpc"
 	"github.com/boxproj/box/synth"
 )
@@ -188,6 +189,7 @@ func benchCluster(ctx context.Context, stdout io.Writer, rep *Report, o Options)
 	}
 	m.Close()
 	cl.Close()
+	remote.WaitHashing()
 	m, cl, warm, err := load()
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ type Options struct {
 	PP, TG   int      // prompt tokens of the pp test, generated tokens of the tg test
 	Threads  int      // CPU threads
 	BWMiB    int      // MiB read by the bandwidth test
-	Suites   []string // cpu (pp/tg per type), rpc (worker transport), cluster (head + 2 workers)
+	Suites   []string // cpu (pp/tg per type), rpc (worker transport), cluster (head + 2 workers), load (time to a loaded model over 2 workers vs raw TCP)
 	Out      string   // write the report as JSON to this file ("" = do not)
 	// Exe is the box binary that runs the rpc and cluster suites' workers
 	// and sink (`box worker`, `box bench --sink`); "" means this executable.
@@ -41,6 +41,7 @@ type Report struct {
 	Results      []Result      `json:"results"`
 	RPC          *RPCResult    `json:"rpc,omitempty"`
 	Cluster      *ClusterBench `json:"cluster,omitempty"`
+	Load         *LoadBench    `json:"load,omitempty"`
 }
 
 // Validate reports options that cannot run.
@@ -49,8 +50,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("reps, pp, tg and threads must be positive and bw-mib at least 64")
 	}
 	for _, s := range o.Suites {
-		if s != "cpu" && s != "rpc" && s != "cluster" {
-			return fmt.Errorf("unknown suite %q (want cpu, rpc or cluster)", s)
+		if s != "cpu" && s != "rpc" && s != "cluster" && s != "load" {
+			return fmt.Errorf("unknown suite %q (want cpu, rpc, cluster or load)", s)
 		}
 	}
 	return nil
@@ -86,6 +87,8 @@ func Run(ctx context.Context, o Options, stdout io.Writer) (*Report, error) {
 			err = benchRPC(ctx, stdout, rep, o)
 		case "cluster":
 			err = benchCluster(ctx, stdout, rep, o)
+		case "load":
+			err = benchLoad(ctx, stdout, rep, o)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s bench: %w", s, err)

@@ -33,7 +33,7 @@ func newBench() *cobra.Command {
 	f.IntVar(&o.TG, "tg", 128, "generated tokens for the tg test")
 	f.IntVar(&o.Threads, "threads", runtime.NumCPU(), "CPU threads")
 	f.IntVar(&o.BWMiB, "bw-mib", 1024, "MiB read by the bandwidth test")
-	f.StringVar(&suites, "suite", "cpu,rpc,cluster", "what to measure: cpu (pp/tg per type), rpc (worker transport), cluster (head + 2 workers)")
+	f.StringVar(&suites, "suite", "cpu,rpc,cluster", "what to measure: cpu (pp/tg per type), rpc (worker transport), cluster (head + 2 workers), load (model load over 2 workers vs raw TCP; not in the default set)")
 	f.StringVar(&o.Out, "out", "", "write the results as JSON to this `FILE`")
 	f.StringVar(&lv, "log-level", "warn", "debug, info, warn or error")
 	f.IntVar(&sink, "sink", 0, "internal: serve the rpc suite's raw loopback peer")

@@ -1,0 +1,197 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/boxproj/box/cluster"
+	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/remote"
+	"github.com/boxproj/box/synth"
+)
+
+// LoadBench is the load suite: the time from connecting to two loopback
+// workers to a loaded model with its context (what box serve does before
+// /health answers), against raw loopback TCP moving the same bytes.
+type LoadBench struct {
+	Model string `json:"model"`
+	// Bytes is the tensor data the head sent to (or offered by hash to)
+	// the workers in one load.
+	Bytes int64 `json:"bytes"`
+	// Per repetition, interleaved: raw TCP for Bytes; workers without a
+	// cache; workers with --cache and empty caches, then the same weights
+	// again on them (the warm load, after the head's background pass over
+	// the file). Each repetition starts with a fresh upload hash memo, as a
+	// newly started head has.
+	RawSec       []float64 `json:"raw_tcp_seconds"`
+	ColdSec      []float64 `json:"cold_seconds"`
+	CacheColdSec []float64 `json:"cache_cold_seconds"`
+	WarmSec      []float64 `json:"warm_seconds"`
+	// Mean ratios to the raw TCP time of the same repetition.
+	ColdRatio      float64 `json:"cold_over_raw"`
+	CacheColdRatio float64 `json:"cache_cold_over_raw"`
+	WarmRatio      float64 `json:"warm_over_raw"`
+}
+
+func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) error {
+	cfg, err := synth.Preset(o.Preset)
+	if err != nil {
+		return err
+	}
+	cfg.Type = synth.TypeQ8_0
+	path, err := synth.EnsureCached(ctx, o.CacheDir, cfg)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "box-bench-load")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	lb := &LoadBench{Model: filepath.Base(path)}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sink, err := startSink(ctx, o.Exe, 64<<20)
+	if err != nil {
+		return err
+	}
+	defer sink.stop()
+
+	// load is serve's sequence: connect, plan, load, one context.
+	load := func(ws []*benchWorker) (time.Duration, int64, error) {
+		eps := []cluster.Endpoint{{Addr: ws[0].addr}, {Addr: ws[1].addr}}
+		t0 := time.Now()
+		cl, err := cluster.Connect(ctx, eps, quiet)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer cl.Close()
+		lo := cluster.LoadOptions{PlanOptions: cluster.PlanOptions{CtxSize: 512, Parallel: 1, NoLocal: true, Split: []float64{1, 1}}}
+		m, _, err := cluster.Load(ctx, cl, path, lo, func(ctx context.Context, p llama.ModelParams) (*llama.Model, error) {
+			return llama.LoadModel(ctx, path, p)
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+		defer m.Close()
+		c, err := m.NewContext(llama.ContextParams{NCtx: 512, Threads: 1})
+		if err != nil {
+			return 0, 0, err
+		}
+		d := time.Since(t0)
+		c.Close()
+		var sent int64
+		for _, n := range cl.Nodes() {
+			sent += n.Uploaded()
+		}
+		return d, sent, cl.Err()
+	}
+	workers := func(cache bool, r int) ([]*benchWorker, func(), error) {
+		var ws []*benchWorker
+		stop := func() {
+			for _, w := range ws {
+				w.stop()
+			}
+		}
+		for i := 0; i < 2; i++ {
+			var extra []string
+			if cache {
+				extra = []string{"--cache", filepath.Join(tmp, fmt.Sprintf("cache-%d-%d", r, i))}
+			}
+			w, err := startBenchWorker(ctx, o.Exe, o.Threads, extra...)
+			if err != nil {
+				stop()
+				return nil, nil, err
+			}
+			ws = append(ws, w)
+		}
+		return ws, stop, nil
+	}
+	raw := func() (float64, error) {
+		const chunk = 64 << 20
+		l, err := newLoopback(sink.addr, chunk)
+		if err != nil {
+			return 0, err
+		}
+		defer l.close()
+		n := (lb.Bytes + chunk - 1) / chunk
+		t0 := time.Now()
+		for i := int64(0); i < n; i++ {
+			if _, err := l.once(); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(t0).Seconds() * float64(lb.Bytes) / float64(n*chunk), nil
+	}
+	defer remote.SetHashMemo("")
+	for r := 0; r < o.Reps; r++ {
+		remote.WaitHashing()
+		// A new head: nothing remembered of earlier uploads.
+		remote.SetHashMemo(filepath.Join(tmp, fmt.Sprintf("memo-%d", r)))
+		ws, stop, err := workers(false, r)
+		if err != nil {
+			return err
+		}
+		cold, sent, err := load(ws)
+		stop()
+		if err != nil {
+			return err
+		}
+		lb.Bytes = sent
+		remote.WaitHashing()
+		rawS, err := raw()
+		if err != nil {
+			return err
+		}
+		remote.SetHashMemo(filepath.Join(tmp, fmt.Sprintf("memo-cache-%d", r)))
+		ws, stop, err = workers(true, r)
+		if err != nil {
+			return err
+		}
+		cc, _, err := load(ws)
+		// The warm load follows the head's background pass over the file
+		// (the hashes of what the cold caches missed).
+		remote.WaitHashing()
+		if err == nil {
+			var warm time.Duration
+			if warm, _, err = load(ws); err == nil {
+				lb.WarmSec = append(lb.WarmSec, warm.Seconds())
+			}
+		}
+		stop()
+		if err != nil {
+			return err
+		}
+		lb.RawSec = append(lb.RawSec, rawS)
+		lb.ColdSec = append(lb.ColdSec, cold.Seconds())
+		lb.CacheColdSec = append(lb.CacheColdSec, cc.Seconds())
+	}
+	ratio := func(xs []float64) float64 {
+		s := 0.0
+		for i := range xs {
+			s += xs[i] / lb.RawSec[i]
+		}
+		return s / float64(len(xs))
+	}
+	lb.ColdRatio, lb.CacheColdRatio, lb.WarmRatio = ratio(lb.ColdSec), ratio(lb.CacheColdSec), ratio(lb.WarmSec)
+	rep.Load = lb
+
+	fmt.Fprintf(stdout, "\nmodel load over 2 loopback workers, %s, %.0f MB sent (connect, plan, load, one context; %d reps):\n", lb.Model, float64(lb.Bytes)/1e6, o.Reps)
+	row := func(name string, xs []float64, ratio float64) {
+		m, s := MeanStd(xs)
+		if ratio == 0 {
+			fmt.Fprintf(stdout, "  %-30s %6.3f ± %-6.3f s\n", name, m, s)
+			return
+		}
+		fmt.Fprintf(stdout, "  %-30s %6.3f ± %-6.3f s  %.2fx raw TCP\n", name, m, s, ratio)
+	}
+	row("raw loopback TCP, same bytes", lb.RawSec, 0)
+	row("no worker cache", lb.ColdSec, lb.ColdRatio)
+	row("--cache, cold", lb.CacheColdSec, lb.CacheColdRatio)
+	row("--cache, warm (same weights)", lb.WarmSec, lb.WarmRatio)
+	return nil
+}

@@ -252,7 +252,7 @@ func memCgroupPeak(t *testing.T, limit uint64) (procs string, oomKills func() in
 		if err := os.Mkdir(v2, 0o755); err != nil {
 			t.Fatalf("cgroup v2: %v (this test needs root, as in CI)", err)
 		}
-		t.Cleanup(func() { os.Remove(v2) })
+		t.Cleanup(func() { removeCgroup(v2) })
 		os.WriteFile(filepath.Join(v2, "memory.max"), []byte(strconv.FormatUint(limit, 10)), 0)
 		os.WriteFile(filepath.Join(v2, "memory.swap.max"), []byte("0"), 0)
 		return filepath.Join(v2, "cgroup.procs"), func() int { return field(t, filepath.Join(v2, "memory.events"), "oom_kill") },
@@ -262,12 +262,21 @@ func memCgroupPeak(t *testing.T, limit uint64) (procs string, oomKills func() in
 	if err := os.Mkdir(v1, 0o755); err != nil {
 		t.Fatalf("cgroup v1: %v (this test needs root, as in CI)", err)
 	}
-	t.Cleanup(func() { os.Remove(v1) })
+	t.Cleanup(func() { removeCgroup(v1) })
 	if err := os.WriteFile(filepath.Join(v1, "memory.limit_in_bytes"), []byte(strconv.FormatUint(limit, 10)), 0); err != nil {
 		t.Fatal(err)
 	}
 	return filepath.Join(v1, "cgroup.procs"), func() int { return field(t, filepath.Join(v1, "memory.oom_control"), "oom_kill") },
 		func() uint64 { return readUint(filepath.Join(v1, "memory.max_usage_in_bytes")) }
+}
+
+// removeCgroup removes a test cgroup once its last process (the worker's
+// compute processes die a moment after it) has left.
+func removeCgroup(dir string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for os.Remove(dir) != nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func readUint(file string) uint64 {

@@ -52,25 +52,11 @@ func TestWarmLoadHitsAfterColdLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer n.Close()
-		m, err := llama.LoadModel(context.Background(), path, llama.ModelParams{Devices: []string{n.Devices()[0].Name}, GPULayers: -1, Check: n.Err})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		c, err := m.NewContext(llama.ContextParams{NCtx: 128, Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		toks, _ := m.Tokenize("The quick brown fox", true, false)
-		res, err := c.Generate(context.Background(), llama.GenerateParams{Prompt: toks, MaxTokens: 8}, func(string) error { return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
+		toks := generate(t, path, llama.ModelParams{Devices: []string{n.Devices()[0].Name}, GPULayers: -1, Check: n.Err}, 128, 1, 8)
 		if err := n.Err(); err != nil {
 			t.Fatal(err)
 		}
-		return res.Tokens
+		return toks
 	}
 	cold := load()
 	if h := cacheHits(t, w); h != 0 {

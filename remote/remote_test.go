@@ -16,6 +16,28 @@ import (
 	"github.com/boxproj/box/worker/workertest"
 )
 
+// generate loads path with p and returns the greedy tokens that follow
+// "The quick brown fox" (max of them), in a context of nctx.
+func generate(t *testing.T, path string, p llama.ModelParams, nctx, threads, max int) []llama.Token {
+	t.Helper()
+	m, err := llama.LoadModel(context.Background(), path, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := m.NewContext(llama.ContextParams{NCtx: nctx, Threads: threads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	toks, _ := m.Tokenize("The quick brown fox", true, false)
+	res, err := c.Generate(context.Background(), llama.GenerateParams{Prompt: toks, MaxTokens: max}, func(string) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Tokens
+}
+
 // The test binary is also the test workers' compute process.
 func TestMain(m *testing.M) { workertest.Main(m) }
 
@@ -29,24 +51,7 @@ func TestSplitGenerationMatchesLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen := func(p llama.ModelParams) []llama.Token {
-		m, err := llama.LoadModel(context.Background(), path, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		c, err := m.NewContext(llama.ContextParams{NCtx: 256, Threads: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		toks, _ := m.Tokenize("The quick brown fox", true, false)
-		res, err := c.Generate(context.Background(), llama.GenerateParams{Prompt: toks, MaxTokens: 24}, func(string) error { return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Tokens
-	}
+	gen := func(p llama.ModelParams) []llama.Token { return generate(t, path, p, 256, 2, 24) }
 	local := gen(llama.ModelParams{})
 
 	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})

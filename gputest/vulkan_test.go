@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -121,36 +120,12 @@ func box(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// start runs a long-lived box process; it is stopped (SIGTERM, then
-// SIGKILL) at cleanup.
+// start runs a long-lived box process, its stderr to the test's; it is
+// stopped (SIGTERM, then SIGKILL) at cleanup.
 func start(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 	t.Helper()
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	return cmd
+	return workertest.StartProcess(t, cmd)
 }
 
 func getJSON(url string, v any) error {
@@ -190,7 +165,7 @@ type vkWorker struct {
 
 func startWorker(t *testing.T, extra ...string) *vkWorker {
 	t.Helper()
-	w := &vkWorker{addr: freeAddr(t), admin: freeAddr(t)}
+	w := &vkWorker{addr: workertest.FreeAddr(t), admin: workertest.FreeAddr(t)}
 	args := append([]string{"worker", "--listen", w.addr, "--admin", w.admin, "--device", dev, "--threads", "2", "--log-level", "warn", "--grace", "1s"}, extra...)
 	w.cmd = start(t, box(args...))
 	waitFor(t, "worker admin API", 60*time.Second, func() bool { return getJSON(w.url("/v1/node"), &worker.NodeInfo{}) == nil })
@@ -251,7 +226,7 @@ type head struct {
 
 func startHead(t *testing.T, rpc string) *head {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := workertest.FreeAddr(t)
 	h := &head{url: "http://" + addr}
 	h.cmd = start(t, box("serve", "--model", model, "--listen", addr, "--rpc", rpc, "--no-local", "--ctx-size", "256", "--threads", "1"))
 	waitFor(t, "head /health", 120*time.Second, func() bool {

@@ -171,23 +171,7 @@ func startBox(t *testing.T, args ...string) *exec.Cmd {
 
 // startCmd starts a box process made with box(), stopped (SIGTERM, then
 // SIGKILL after 10s) at the end of the test.
-func startCmd(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
-	t.Helper()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
-	return cmd
-}
+func startCmd(t *testing.T, cmd *exec.Cmd) *exec.Cmd { return workertest.StartProcess(t, cmd) }
 
 // adminRequest is a request with the workers' admin token that the box
 // processes of these tests made in the test state dir.

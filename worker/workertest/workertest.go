@@ -17,7 +17,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,6 +139,27 @@ func Alloc(t testing.TB, c *rpc.Client, size uint64) uint64 {
 		t.Fatalf("alloc %d: handle %d, %v", size, h, err)
 	}
 	return h
+}
+
+// StartProcess starts cmd (a box process a test runs) and stops it at the
+// end of the test: SIGTERM, then SIGKILL after 10 s, and waits for it.
+func StartProcess(t testing.TB, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd
 }
 
 // FreeAddr is a loopback address nothing listens on (the port was free a

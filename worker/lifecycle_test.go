@@ -212,16 +212,27 @@ func pidRSS(t *testing.T, pid int) uint64 {
 // The client runs in its own network namespace behind a veth pair; its
 // side of the link is then cut.
 func TestVanishedPeerReapedByKeepalive(t *testing.T) {
-	n := os.Getpid() % 200
-	ns := fmt.Sprintf("boxtest%d", os.Getpid())
-	host, peer := fmt.Sprintf("bxh%d", os.Getpid()), fmt.Sprintf("bxp%d", os.Getpid())
-	hostIP, peerIP := fmt.Sprintf("10.213.%d.1", n), fmt.Sprintf("10.213.%d.2", n)
-	sh := func(args ...string) {
+	sh := func(args ...string) string {
 		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err != nil {
 			t.Fatalf("ip %s: %v\n%s\n(this test needs root and iproute2, as in CI)", strings.Join(args, " "), err, out)
 		}
+		return string(out)
 	}
+	removeStaleNetns(t)
+	ns := fmt.Sprintf("boxtest%d", os.Getpid())
+	host, peer := fmt.Sprintf("bxh%d", os.Getpid()), fmt.Sprintf("bxp%d", os.Getpid())
+	// A /30 no interface of this host has: an address two links share
+	// routes to the wrong one.
+	addrs, n := sh("-o", "addr", "show"), 0
+	for n < 256 && strings.Contains(addrs, fmt.Sprintf(" 10.213.%d.", n)) {
+		n++
+	}
+	if n == 256 {
+		t.Fatal("no free 10.213.x.0/30 for the test link")
+	}
+	hostIP, peerIP := fmt.Sprintf("10.213.%d.1", n), fmt.Sprintf("10.213.%d.2", n)
 	sh("netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run(); exec.Command("ip", "link", "del", host).Run() })
 	sh("link", "add", host, "type", "veth", "peer", "name", peer)
@@ -248,6 +259,25 @@ func TestVanishedPeerReapedByKeepalive(t *testing.T) {
 		t.Fatalf("ended with %+v, want a dead-peer reap", last)
 	}
 	t.Logf("reaped %v after the link was cut (keepalive 1s + 3 x 1s)", took.Round(100*time.Millisecond))
+}
+
+// removeStaleNetns deletes the namespaces and links of earlier runs of
+// TestVanishedPeerReapedByKeepalive whose test process is gone (a run
+// killed by its timeout cannot clean up).
+func removeStaleNetns(t *testing.T) {
+	names, _ := filepath.Glob("/run/netns/boxtest*")
+	for _, p := range names {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(p), "boxtest%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == nil {
+			continue // a run in progress
+		}
+		exec.Command("ip", "netns", "del", filepath.Base(p)).Run()
+		exec.Command("ip", "link", "del", fmt.Sprintf("bxh%d", pid)).Run()
+		t.Logf("removed the stale namespace %s", filepath.Base(p))
+	}
 }
 
 func startWorkerOn(t *testing.T, cfg Config, addr string) *testWorker {

@@ -42,8 +42,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Setenv(api.StateDirEnv, state)
-	defer os.RemoveAll(state)
-	workertest.Main(m)
+	workertest.MaybeRun()
+	code := m.Run()
+	os.RemoveAll(state)
+	os.Exit(code)
 }
 
 func box(args ...string) *exec.Cmd {

@@ -152,7 +152,9 @@ func TestTeaFrames(t *testing.T) {
 	if err := c1.FreeBuffer(context.Background(), h2); err != nil {
 		t.Fatal(err)
 	}
-	v = waitView(t, r, "the free", has("1 buffers, 1.0 MiB"))
+	// The connection's buffers and the node's total are separate polls:
+	// wait for both.
+	v = waitView(t, r, "the free", has("1 buffers, 1.0 MiB", "3.0 MiB bound"))
 	checkFrame(t, "after-free", v, 80, 24)
 
 	// Esc back; filter on w2: only w2's rows, its connection.

@@ -32,10 +32,23 @@ type LoadBench struct {
 	ColdSec      []float64 `json:"cold_seconds"`
 	CacheColdSec []float64 `json:"cache_cold_seconds"`
 	WarmSec      []float64 `json:"warm_seconds"`
+	// Where the cold load's time goes, per repetition: connecting to the
+	// workers, planning (their memory, the file's layout), llama.cpp's
+	// model load with the upload, and the context (KV cache, graph
+	// reserve).
+	ColdPhases []LoadPhases `json:"cold_phases"`
 	// Mean ratios to the raw TCP time of the same repetition.
 	ColdRatio      float64 `json:"cold_over_raw"`
 	CacheColdRatio float64 `json:"cache_cold_over_raw"`
 	WarmRatio      float64 `json:"warm_over_raw"`
+}
+
+// LoadPhases splits one load's time, in seconds.
+type LoadPhases struct {
+	Connect float64 `json:"connect"`
+	Plan    float64 `json:"plan"`
+	Model   float64 `json:"model"`
+	Context float64 `json:"context"`
 }
 
 func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) error {
@@ -62,15 +75,25 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 	defer sink.stop()
 
 	// load is serve's sequence: connect, plan, load, one context.
+	var ph LoadPhases // of the last load
 	load := func(ws []*benchWorker) (time.Duration, int64, error) {
 		eps := []cluster.Endpoint{{Addr: ws[0].addr}, {Addr: ws[1].addr}}
 		t0 := time.Now()
+		since := func(t *time.Time) float64 {
+			now := time.Now()
+			d := now.Sub(*t).Seconds()
+			*t = now
+			return d
+		}
+		mark := t0
 		cl, err := cluster.Connect(ctx, eps, quiet)
 		if err != nil {
 			return 0, 0, err
 		}
 		defer cl.Close()
+		ph.Connect = since(&mark)
 		lo := cluster.LoadOptions{PlanOptions: cluster.PlanOptions{CtxSize: 512, Parallel: 1, NoLocal: true, Split: []float64{1, 1}}}
+		lo.Planned = func(*cluster.Plan) { ph.Plan = since(&mark) }
 		m, _, err := cluster.Load(ctx, cl, path, lo, func(ctx context.Context, p llama.ModelParams) (*llama.Model, error) {
 			return llama.LoadModel(ctx, path, p)
 		})
@@ -78,10 +101,12 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 			return 0, 0, err
 		}
 		defer m.Close()
+		ph.Model = since(&mark)
 		c, err := m.NewContext(llama.ContextParams{NCtx: 512, Threads: 1})
 		if err != nil {
 			return 0, 0, err
 		}
+		ph.Context = since(&mark)
 		d := time.Since(t0)
 		c.Close()
 		var sent int64
@@ -141,6 +166,7 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 		if err != nil {
 			return err
 		}
+		lb.ColdPhases = append(lb.ColdPhases, ph)
 		lb.Bytes = sent
 		remote.WaitHashing()
 		rawS, err := raw()
@@ -170,6 +196,7 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 		lb.ColdSec = append(lb.ColdSec, cold.Seconds())
 		lb.CacheColdSec = append(lb.CacheColdSec, cc.Seconds())
 	}
+	mean := func(xs []float64) float64 { m, _ := MeanStd(xs); return m }
 	ratio := func(xs []float64) float64 {
 		s := 0.0
 		for i := range xs {
@@ -193,5 +220,10 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 	row("no worker cache", lb.ColdSec, lb.ColdRatio)
 	row("--cache, cold", lb.CacheColdSec, lb.CacheColdRatio)
 	row("--cache, warm (same weights)", lb.WarmSec, lb.WarmRatio)
+	var conn, plan, model, cctx []float64
+	for _, p := range lb.ColdPhases {
+		conn, plan, model, cctx = append(conn, p.Connect), append(plan, p.Plan), append(model, p.Model), append(cctx, p.Context)
+	}
+	fmt.Fprintf(stdout, "  no-cache load by phase (s):    connect %.3f, plan %.3f, model+upload %.3f, context %.3f\n", mean(conn), mean(plan), mean(model), mean(cctx))
 	return nil
 }

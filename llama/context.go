@@ -3,6 +3,22 @@ package llama
 /*
 #include <stdlib.h>
 #include "llama.h"
+#include "ggml-cpu.h"
+
+// box_attach_pool gives the context one CPU thread pool of n threads for
+// decoding and prompts alike. Without one, ggml creates threads for every
+// graph and joins them after it.
+static struct ggml_threadpool *box_attach_pool(struct llama_context *c, int n) {
+	struct ggml_threadpool_params p = ggml_threadpool_params_default(n);
+	// Asleep until the first graph; after each, a short spin (about what
+	// OpenMP does) keeps the threads ready for the next token's graph
+	// without holding a core long once generation stops.
+	p.paused = true;
+	p.poll = 1;
+	struct ggml_threadpool *tp = ggml_threadpool_new(&p);
+	if (tp) llama_attach_threadpool(c, tp, tp);
+	return tp;
+}
 */
 import "C"
 
@@ -32,7 +48,10 @@ type Context struct {
 	// toks is C memory for batches: llama_batch_get_one keeps the pointer.
 	toks  *C.llama_token
 	ntoks int
-	once  sync.Once
+	// pool runs the CPU part of every graph (nil if ggml could not make
+	// one: then it makes threads per graph). Freed after the context.
+	pool *C.struct_ggml_threadpool
+	once sync.Once
 }
 
 // NewContext creates a context on m.
@@ -70,6 +89,7 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	}
 	ctx := &Context{model: m, c: c, nctx: int(C.llama_n_ctx(c)), nbat: int(C.llama_n_batch(c))}
 	ctx.ntoks = ctx.nbat
+	ctx.pool = C.box_attach_pool(c, C.int(max(th, thb)))
 	ctx.toks = (*C.llama_token)(C.malloc(C.size_t(ctx.ntoks) * C.size_t(unsafe.Sizeof(C.llama_token(0)))))
 	return ctx, nil
 }
@@ -78,8 +98,11 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 func (c *Context) Close() error {
 	c.once.Do(func() {
 		C.llama_free(c.c)
+		if c.pool != nil {
+			C.ggml_threadpool_free(c.pool)
+		}
 		C.free(unsafe.Pointer(c.toks))
-		c.c, c.toks = nil, nil
+		c.c, c.toks, c.pool = nil, nil, nil
 	})
 	return nil
 }

@@ -288,3 +288,68 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("system info %q", info)
 	}
 }
+
+// tasks lists this process's thread IDs.
+func tasks(t *testing.T) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range ents {
+		out[e.Name()] = true
+	}
+	return out
+}
+
+// A context owns one pool of compute threads: they live from its first
+// graph across every decode (ggml would otherwise create and join threads
+// for each graph), and Close ends them.
+func TestContextOwnsItsThreads(t *testing.T) {
+	m, err := llama.LoadModel(context.Background(), tinyModel(t, "f32"), llama.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	before := tasks(t)
+	c, err := m.NewContext(llama.ContextParams{NCtx: 64, Threads: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Decode([]llama.Token{1}); err != nil {
+		t.Fatal(err)
+	}
+	var pool []string
+	for id := range tasks(t) {
+		if !before[id] {
+			pool = append(pool, id)
+		}
+	}
+	if len(pool) < 5 {
+		t.Fatalf("%d new threads after the first decode, want the pool's 5 (6 threads, one the caller's)", len(pool))
+	}
+	for i := 0; i < 10; i++ {
+		if err := c.Decode([]llama.Token{llama.Token(2 + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := tasks(t)
+	for _, id := range pool {
+		if !now[id] {
+			t.Fatalf("thread %s of the first decode is gone after ten more: threads made per graph", id)
+		}
+	}
+	c.Close()
+	left := 0
+	for id := range tasks(t) {
+		for _, p := range pool {
+			if id == p {
+				left++
+			}
+		}
+	}
+	if left > len(pool)-5 {
+		t.Fatalf("%d of the context's %d threads outlived Close", left, len(pool))
+	}
+}

@@ -455,6 +455,7 @@ func (c *conn) allocBuffer(cmd rpc.Cmd, size uint64) error {
 	}
 	// Fresh memory holds no earlier tenant's bytes, on any device.
 	buf.Zero()
+	buf.Prefault() // uploads into it follow
 	_, vbase := c.assign(buf.Size(), c.ini.Devices[d].Alignment)
 	c.buffers[h] = &binding{handle: h, dev: d, buf: buf, vbase: vbase, size: buf.Size()}
 	return c.reply(u64(h), u64(buf.Size()))

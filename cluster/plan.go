@@ -90,7 +90,9 @@ func (c *Cluster) Plan(ctx context.Context, modelPath string, o PlanOptions) (*P
 			weights = append(weights, float64(o.LocalFree))
 		}
 	}
-	f, err := parser.ParseGGUFFile(modelPath)
+	// The vocabulary and other large arrays are not read: only their
+	// lengths count for the estimate.
+	f, err := parser.ParseGGUFFile(modelPath, parser.SkipLargeMetadata(), parser.UseMMap())
 	if err != nil {
 		return nil, fmt.Errorf("read %s for planning: %w", modelPath, err)
 	}

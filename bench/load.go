@@ -37,6 +37,7 @@ type LoadBench struct {
 	// model load with the upload, and the context (KV cache, graph
 	// reserve).
 	ColdPhases []LoadPhases `json:"cold_phases"`
+	WarmPhases []LoadPhases `json:"warm_phases"`
 	// Mean ratios to the raw TCP time of the same repetition.
 	ColdRatio      float64 `json:"cold_over_raw"`
 	CacheColdRatio float64 `json:"cache_cold_over_raw"`
@@ -186,6 +187,7 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 			var warm time.Duration
 			if warm, _, err = load(ws); err == nil {
 				lb.WarmSec = append(lb.WarmSec, warm.Seconds())
+				lb.WarmPhases = append(lb.WarmPhases, ph)
 			}
 		}
 		stop()
@@ -220,10 +222,14 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 	row("no worker cache", lb.ColdSec, lb.ColdRatio)
 	row("--cache, cold", lb.CacheColdSec, lb.CacheColdRatio)
 	row("--cache, warm (same weights)", lb.WarmSec, lb.WarmRatio)
-	var conn, plan, model, cctx []float64
-	for _, p := range lb.ColdPhases {
-		conn, plan, model, cctx = append(conn, p.Connect), append(plan, p.Plan), append(model, p.Model), append(cctx, p.Context)
+	phases := func(name string, ps []LoadPhases) {
+		var conn, plan, model, cctx []float64
+		for _, p := range ps {
+			conn, plan, model, cctx = append(conn, p.Connect), append(plan, p.Plan), append(model, p.Model), append(cctx, p.Context)
+		}
+		fmt.Fprintf(stdout, "  %-30s connect %.3f, plan %.3f, model+upload %.3f, context %.3f s\n", name, mean(conn), mean(plan), mean(model), mean(cctx))
 	}
-	fmt.Fprintf(stdout, "  no-cache load by phase (s):    connect %.3f, plan %.3f, model+upload %.3f, context %.3f\n", mean(conn), mean(plan), mean(model), mean(cctx))
+	phases("by phase, no worker cache", lb.ColdPhases)
+	phases("by phase, --cache warm", lb.WarmPhases)
 	return nil
 }

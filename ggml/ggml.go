@@ -9,25 +9,6 @@ package ggml
 #include <string.h>
 #include "ggml.h"
 #include "ggml-backend.h"
-#include "ggml-cpu.h"
-
-// box_cpu_pool gives a CPU backend its own pool of n threads, kept for the
-// backend's life; without one, ggml creates and joins threads for every
-// graph (tens of microseconds on a graph that may take less). NULL for any
-// other backend.
-static struct ggml_threadpool *box_cpu_pool(ggml_backend_t be, int n) {
-	if (!ggml_backend_is_cpu(be) || n <= 0) return NULL;
-	struct ggml_threadpool_params p = ggml_threadpool_params_default(n);
-	// Threads sleep until the first graph and between graphs (no polling):
-	// a worker's next graph comes after the other workers' turns, and
-	// spinning meanwhile takes a core from whatever shares the host.
-	p.paused = true;
-	p.poll = 0;
-	struct ggml_threadpool *tp = ggml_threadpool_new(&p);
-	if (tp) ggml_backend_cpu_set_threadpool(be, tp);
-	return tp;
-}
-
 typedef struct {
 	int32_t  type;
 	int64_t  ne[4];
@@ -293,7 +274,6 @@ type Backend struct {
 	Device Device
 	be     C.ggml_backend_t
 	buft   C.ggml_backend_buffer_type_t
-	pool   *C.struct_ggml_threadpool // the CPU backend's threads; freed after be
 }
 
 // Open initialises d with threads compute threads (where the device has any).
@@ -305,8 +285,11 @@ func Open(d Device, threads int) (*Backend, error) {
 	if threads > 0 {
 		C.box_set_threads(d.dev, be, C.int(threads))
 	}
-	pool := C.box_cpu_pool(be, C.int(threads))
-	return &Backend{Device: d, be: be, buft: C.ggml_backend_dev_buffer_type(d.dev), pool: pool}, nil
+	// No thread pool of its own: ggml makes the threads of each graph. A
+	// kept pool (sleeping between graphs) measured no faster on the
+	// graph round trip or two-worker decode, and a polling one would take
+	// cores from whatever shares the host.
+	return &Backend{Device: d, be: be, buft: C.ggml_backend_dev_buffer_type(d.dev)}, nil
 }
 
 // Close frees the backend; every buffer must be freed first.
@@ -314,10 +297,6 @@ func (b *Backend) Close() {
 	if b.be != nil {
 		C.ggml_backend_free(b.be)
 		b.be = nil
-	}
-	if b.pool != nil {
-		C.ggml_threadpool_free(b.pool)
-		b.pool = nil
 	}
 }
 

@@ -10,11 +10,11 @@ package llama
 // graph and joins them after it.
 static struct ggml_threadpool *box_attach_pool(struct llama_context *c, int n) {
 	struct ggml_threadpool_params p = ggml_threadpool_params_default(n);
-	// Asleep until the first graph; after each, a short spin (about what
-	// OpenMP does) keeps the threads ready for the next token's graph
-	// without holding a core long once generation stops.
+	// Asleep until the first graph; after each, ggml's default spin
+	// (poll 50, as llama-bench and llama-server run) keeps the threads
+	// ready for the next token's graph, then they sleep.
 	p.paused = true;
-	p.poll = 1;
+	p.poll = 50;
 	struct ggml_threadpool *tp = ggml_threadpool_new(&p);
 	if (tp) llama_attach_threadpool(c, tp, tp);
 	return tp;

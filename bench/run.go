@@ -42,6 +42,8 @@ type Report struct {
 	RPC          *RPCResult    `json:"rpc,omitempty"`
 	Cluster      *ClusterBench `json:"cluster,omitempty"`
 	Load         *LoadBench    `json:"load,omitempty"`
+	// Summary is every suite's headline, as printed last.
+	Summary []SummaryRow `json:"summary"`
 }
 
 // Validate reports options that cannot run.
@@ -94,6 +96,8 @@ func Run(ctx context.Context, o Options, stdout io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("%s bench: %w", s, err)
 		}
 	}
+	rep.Summary = Summarize(rep)
+	printSummary(stdout, rep.Summary)
 	if o.Out != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(o.Out, append(b, '\n'), 0o644); err != nil {

@@ -663,6 +663,15 @@ func (c *conn) finish(reason api.Reason, detail, violationKind string, exit *exi
 		pid = p.pid
 		w.verifyReleased(c, pid)
 	}
+	// The end's event before the connection leaves the list: whoever sees
+	// it gone (the admin API, a test) finds why in the events.
+	kind := api.EventDisconnect
+	if reason == api.ReasonCrashed {
+		kind = api.EventCrashed
+		w.met.crashes.Inc()
+	}
+	w.events.add(Event{Kind: kind, Conn: c.id, Peer: c.peer, PID: pid, Reason: reason, Detail: detail, Violation: violationKind,
+		Buffers: n, Bytes: bytes})
 	w.mu.Lock()
 	delete(w.conns, c.id)
 	w.mu.Unlock()
@@ -675,13 +684,6 @@ func (c *conn) finish(reason api.Reason, detail, violationKind string, exit *exi
 	if violationKind != "" {
 		w.met.protoErrors.WithLabelValues(violationKind).Inc()
 	}
-	kind := api.EventDisconnect
-	if reason == api.ReasonCrashed {
-		kind = api.EventCrashed
-		w.met.crashes.Inc()
-	}
-	w.events.add(Event{Kind: kind, Conn: c.id, Peer: c.peer, PID: pid, Reason: reason, Detail: detail, Violation: violationKind,
-		Buffers: n, Bytes: bytes})
 	log := w.log.Info
 	switch reason {
 	case api.ReasonViolation, api.ReasonDeadPeer, api.ReasonError, api.ReasonComputeTimeout:

@@ -123,19 +123,14 @@ type ClusterBench struct {
 
 func benchCluster(ctx context.Context, stdout io.Writer, rep *Report, o Options) error {
 	pp, tg, reps, threads := o.PP, o.TG, o.Reps, o.Threads
-	cfg, err := synth.Preset(o.Preset)
-	if err != nil {
-		return err
-	}
-	cfg.Type = synth.TypeQ8_0
-	path, err := synth.EnsureCached(ctx, o.CacheDir, cfg)
+	path, err := presetModel(ctx, o, synth.TypeQ8_0)
 	if err != nil {
 		return err
 	}
 	cb := &ClusterBench{Model: filepath.Base(path), WorkerThreads: threads, HeadThreads: 1}
 
 	// (a) one node.
-	single, err := benchModel(ctx, path, cfg.Type, o, rep.BandwidthBps)
+	single, err := benchModel(ctx, path, synth.TypeQ8_0, o, rep.BandwidthBps)
 	if err != nil {
 		return err
 	}
@@ -206,7 +201,7 @@ func benchCluster(ctx context.Context, stdout io.Writer, rep *Report, o Options)
 		return err
 	}
 	defer c.Close()
-	base := Result{Model: m.Desc() + " / 2 workers", Type: cfg.Type, SizeBytes: m.Size(), Params: m.Params(), Backend: "RPC x2", Threads: threads}
+	base := Result{Model: m.Desc() + " / 2 workers", Type: synth.TypeQ8_0, SizeBytes: m.Size(), Params: m.Params(), Backend: "RPC x2", Threads: threads}
 	ppS, err := Prompt(ctx, c, pp, reps)
 	if err != nil {
 		return err

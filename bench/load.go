@@ -53,12 +53,7 @@ type LoadPhases struct {
 }
 
 func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) error {
-	cfg, err := synth.Preset(o.Preset)
-	if err != nil {
-		return err
-	}
-	cfg.Type = synth.TypeQ8_0
-	path, err := synth.EnsureCached(ctx, o.CacheDir, cfg)
+	path, err := presetModel(ctx, o, synth.TypeQ8_0)
 	if err != nil {
 		return err
 	}

@@ -121,20 +121,31 @@ func RunSink(ctx context.Context, n int, stdout io.Writer) error {
 	return ln.Close()
 }
 
+// presetModel is the path of o's preset in weight type typ, written into
+// the cache dir the first time.
+func presetModel(ctx context.Context, o Options, typ string) (string, error) {
+	cfg, err := synth.Preset(o.Preset)
+	if err != nil {
+		return "", err
+	}
+	cfg.Type = typ
+	path, err := synth.EnsureCached(ctx, o.CacheDir, cfg)
+	if err != nil {
+		return "", fmt.Errorf("model %s/%s: %w", o.Preset, typ, err)
+	}
+	return path, nil
+}
+
 func benchCPU(ctx context.Context, stdout io.Writer, rep *Report, o Options) error {
 	fmt.Fprintf(stdout, "| %-22s | %9s | %7s | %-7s | %7s | %6s | %16s | %-13s |\n", "model", "size", "params", "backend", "threads", "test", "t/s", "bound ratio")
 	fmt.Fprintf(stdout, "|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 24), strings.Repeat("-", 11), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 18), strings.Repeat("-", 15))
 	for _, typ := range o.Types {
-		cfg, err := synth.Preset(o.Preset)
+		typ = strings.TrimSpace(typ)
+		path, err := presetModel(ctx, o, typ)
 		if err != nil {
 			return err
 		}
-		cfg.Type = strings.TrimSpace(typ)
-		path, err := synth.EnsureCached(ctx, o.CacheDir, cfg)
-		if err != nil {
-			return fmt.Errorf("model %s/%s: %w", o.Preset, typ, err)
-		}
-		rows, err := benchModel(ctx, path, cfg.Type, o, rep.BandwidthBps)
+		rows, err := benchModel(ctx, path, typ, o, rep.BandwidthBps)
 		if err != nil {
 			return err
 		}

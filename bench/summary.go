@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"strings"
 )
 
 // SummaryRow is one path of the summary: what box did, and its ratio to
@@ -56,7 +57,7 @@ func printSummary(w io.Writer, rows []SummaryRow) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nsummary:\n| %-34s | %12s | %-32s |\n|%s|%s|%s|\n", "path", "box", "ratio", dashes(36), dashes(14), dashes(34))
+	fmt.Fprintf(w, "\nsummary:\n| %-34s | %12s | %-32s |\n|%s|%s|%s|\n", "path", "box", "ratio", strings.Repeat("-", 36), strings.Repeat("-", 14), strings.Repeat("-", 34))
 	for _, r := range rows {
 		ratio := ""
 		if r.RatioTo != "" {
@@ -64,12 +65,4 @@ func printSummary(w io.Writer, rows []SummaryRow) {
 		}
 		fmt.Fprintf(w, "| %-34s | %7.2f %-4s | %-32s |\n", r.Path, r.Value, r.Unit, ratio)
 	}
-}
-
-func dashes(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = '-'
-	}
-	return string(b)
 }

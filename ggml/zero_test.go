@@ -5,16 +5,7 @@ import "testing"
 // Zero leaves every byte of a used CPU buffer 0, the partial pages at its
 // ends included, whatever its size.
 func TestZeroClearsEveryByte(t *testing.T) {
-	var cpu *Device
-	for _, d := range Devices() {
-		if d.Name == "CPU" {
-			cpu = &d
-		}
-	}
-	if cpu == nil {
-		t.Fatal("no CPU device")
-	}
-	be, err := Open(*cpu, 1)
+	be, err := Open(cpuDevice(t), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

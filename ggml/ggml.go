@@ -9,6 +9,7 @@ package ggml
 #include <string.h>
 #include "ggml.h"
 #include "ggml-backend.h"
+
 typedef struct {
 	int32_t  type;
 	int64_t  ne[4];
@@ -142,28 +143,9 @@ static void box_fix_mmap_threshold(void) { mallopt(M_MMAP_THRESHOLD, 256 * 1024)
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
-// box_zero_cpu zeroes a buffer of the CPU backend's own buffer type (memory
-// from posix_memalign: private anonymous pages) by dropping its whole pages
-// (MADV_DONTNEED: the kernel maps zero pages back on first touch) and
-// clearing only the partial pages at its ends. It returns 0, having done
-// nothing, for any other buffer or when madvise refuses.
-static int box_zero_cpu(ggml_backend_buffer_t b) {
-	if (ggml_backend_buffer_get_type(b) != ggml_backend_cpu_buffer_type()) return 0;
-	uint8_t *p = (uint8_t *)ggml_backend_buffer_get_base(b);
-	size_t n = ggml_backend_buffer_get_size(b);
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t lo = ((uintptr_t)p + pg - 1) & ~(pg - 1), hi = ((uintptr_t)p + n) & ~(pg - 1);
-	if (p == NULL || hi <= lo) return 0;
-	if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) return 0;
-	memset(p, 0, lo - (uintptr_t)p);
-	memset((void *)hi, 0, (uintptr_t)p + n - hi);
-	return 1;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-// box_cpu_range gives the whole pages of a CPU-backend buffer, or n = 0.
+// box_cpu_range gives the whole pages of a buffer of the CPU backend's own
+// buffer type (memory from posix_memalign: private anonymous pages), or
+// n = 0 for any other buffer or one without a whole page.
 static void box_cpu_range(ggml_backend_buffer_t b, uintptr_t *lo, size_t *n) {
 	*lo = 0; *n = 0;
 	if (ggml_backend_buffer_get_type(b) != ggml_backend_cpu_buffer_type()) return;
@@ -172,6 +154,27 @@ static void box_cpu_range(ggml_backend_buffer_t b, uintptr_t *lo, size_t *n) {
 	uintptr_t l = (p + pg - 1) & ~(pg - 1), h = (p + ggml_backend_buffer_get_size(b)) & ~(pg - 1);
 	if (p != 0 && h > l) { *lo = l; *n = h - l; }
 }
+
+// box_zero_cpu zeroes a CPU-backend buffer by dropping its whole pages
+// (MADV_DONTNEED: the kernel maps zero pages back on first touch) and
+// clearing only the partial pages at its ends. It returns 0, having done
+// nothing, for any other buffer or when madvise refuses.
+static int box_zero_cpu(ggml_backend_buffer_t b) {
+	uintptr_t lo;
+	size_t n;
+	box_cpu_range(b, &lo, &n);
+	if (n == 0) return 0;
+	uint8_t *p = (uint8_t *)ggml_backend_buffer_get_base(b);
+	size_t size = ggml_backend_buffer_get_size(b);
+	if (madvise((void *)lo, n, MADV_DONTNEED) != 0) return 0;
+	memset(p, 0, lo - (uintptr_t)p);
+	memset((void *)(lo + n), 0, (uintptr_t)p + size - (lo + n));
+	return 1;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 // box_populate faults pages in as a write would, keeping their contents
 // (Linux 5.14+; an older kernel refuses, which costs nothing). On memory
 // already unmapped it fails harmlessly.

@@ -60,6 +60,19 @@ func Load[T any](ctx context.Context, c *Cluster, path string, o LoadOptions, lo
 	}
 	p := o.Model
 	p.Devices, p.TensorSplit, p.GPULayers, p.Check = plan.Devices, plan.TensorSplit, plan.GPULayers, c.Err
+	// The weights go to all workers at once, from the head's own mapping
+	// of the file, while llama.cpp's loader goes on; the model's first
+	// check waits for them (their failures fail a node, as before).
+	up, err := remote.StartUpload(path, c.nodes, c.log)
+	if err != nil {
+		c.log.Debug("uploading synchronously", "err", err)
+	} else {
+		defer up.Wait()
+		p.Check = func() error {
+			up.Wait()
+			return c.Err()
+		}
+	}
 	v, err := load(ctx, p)
 	if err != nil {
 		c.Close()

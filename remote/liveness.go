@@ -78,8 +78,17 @@ func (n *Node) deadline(cmd rpc.Cmd, size int) time.Duration {
 }
 
 // call runs f on the main connection, under a deadline that fits cmd,
-// unless the node has failed. An error fails the node.
+// unless the node has failed, after what an Upload has queued for the node
+// (so the worker sees commands in ggml's order). An error fails the node.
 func (n *Node) call(cmd rpc.Cmd, size int, f func(ctx context.Context, c *rpc.Client) error) error {
+	if q := n.upload.Load(); q != nil {
+		q.drain()
+	}
+	return n.do(cmd, size, f)
+}
+
+// do is call without waiting for an upload queue (its own goroutine).
+func (n *Node) do(cmd rpc.Cmd, size int, f func(ctx context.Context, c *rpc.Client) error) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.Err(); err != nil {

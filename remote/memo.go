@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/boxproj/box/gguf"
 	"github.com/boxproj/box/rpc"
 	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sys/unix"
 )
 
 // fnvMemo remembers the FNV-1a hash (the protocol's cache key) of uploads,
@@ -21,11 +23,35 @@ import (
 // with a warm cache costs one fast pass instead of one slow one. The memo
 // lives in memory; with SetHashMemo (box serve: --cache-dir/fnv-memo) it
 // also persists in that file, so a restarted head benefits too.
+//
+// Uploads from a model file (an Upload) are also remembered by where they
+// lie in that file, for as long as the file is unchanged (fileID), so a
+// reload of the same file is offered by hash without reading its bytes.
 type fnvMemo struct {
 	mu   sync.Mutex
 	m    map[[2]uint64]uint64 // nil until loaded
 	lens map[uint64]int       // how many entries of m have each length
+	loc  map[locKey]uint64
 	path string
+}
+
+// fileID is one version of a file. Rewriting it (cp, rsync, a download)
+// changes its size, modification or change time, or inode; the change
+// time cannot be set back.
+type fileID struct {
+	dev, ino           uint64
+	size, mtime, ctime int64
+}
+
+func fileIDOf(st *unix.Stat_t) fileID {
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+}
+
+// locKey is n bytes at offset off of a file.
+type locKey struct {
+	file fileID
+	off  int64
+	n    uint64
 }
 
 var memo fnvMemo
@@ -37,14 +63,14 @@ var memo fnvMemo
 func SetHashMemo(path string) {
 	memo.mu.Lock()
 	defer memo.mu.Unlock()
-	memo.path, memo.m, memo.lens = path, nil, nil
+	memo.path, memo.m, memo.lens, memo.loc = path, nil, nil, nil
 }
 
 const memoMaxEntries = 1 << 16
 
 // load reads the memo's file; called with mu held.
 func (f *fnvMemo) load() {
-	f.m, f.lens = map[[2]uint64]uint64{}, map[uint64]int{}
+	f.m, f.lens, f.loc = map[[2]uint64]uint64{}, map[uint64]int{}, map[locKey]uint64{}
 	if f.path == "" {
 		return
 	}
@@ -54,8 +80,18 @@ func (f *fnvMemo) load() {
 	}
 	defer file.Close()
 	sc := bufio.NewScanner(file)
-	for sc.Scan() && len(f.m) < memoMaxEntries {
+	for sc.Scan() {
 		var n, x, h uint64
+		if line := sc.Text(); strings.HasPrefix(line, "L ") {
+			var k locKey
+			if _, err := fmt.Sscanf(line, "L %x %x %x %x %x %x %x %x", &k.file.dev, &k.file.ino, &k.file.size, &k.file.mtime, &k.file.ctime, &k.off, &k.n, &h); err == nil && len(f.loc) < memoMaxEntries {
+				f.loc[k] = h
+			}
+			continue
+		}
+		if len(f.m) >= memoMaxEntries {
+			continue
+		}
 		if _, err := fmt.Sscanf(sc.Text(), "%x %x %x", &n, &x, &h); err == nil {
 			if _, dup := f.m[[2]uint64{n, x}]; !dup {
 				f.lens[n]++
@@ -119,13 +155,44 @@ func (f *fnvMemo) store(key [2]uint64, h uint64) {
 	}
 	f.m[key] = h
 	f.lens[key[0]]++
-	if f.path != "" {
-		// Best effort: a memo that cannot be written only costs speed.
-		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err == nil {
-			if file, err := os.OpenFile(f.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-				fmt.Fprintf(file, "%x %x %x\n", key[0], key[1], h)
-				file.Close()
-			}
+	f.persist(fmt.Sprintf("%x %x %x\n", key[0], key[1], h))
+}
+
+// at returns the FNV-1a of the bytes at k when the memo knows it.
+func (f *fnvMemo) at(k locKey) (uint64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.load()
+	}
+	h, ok := f.loc[k]
+	return h, ok
+}
+
+// storeAt remembers h as the FNV-1a of the bytes at k.
+func (f *fnvMemo) storeAt(k locKey, h uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.load()
+	}
+	if _, ok := f.loc[k]; ok || len(f.loc) >= memoMaxEntries {
+		return
+	}
+	f.loc[k] = h
+	f.persist(fmt.Sprintf("L %x %x %x %x %x %x %x %x\n", k.file.dev, k.file.ino, k.file.size, k.file.mtime, k.file.ctime, k.off, k.n, h))
+}
+
+// persist appends line to the memo's file; called with mu held. Best
+// effort: a memo that cannot be written only costs speed.
+func (f *fnvMemo) persist(line string) {
+	if f.path == "" {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err == nil {
+		if file, err := os.OpenFile(f.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			file.WriteString(line)
+			file.Close()
 		}
 	}
 }
@@ -176,20 +243,29 @@ func hashFile(path string) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, err
+	}
+	id := fileIDOf(&st)
 	var buf []byte
 	n := 0
 	for _, t := range info.Tensors {
 		if t.Bytes <= rpc.BoxCacheThreshold || t.Bytes > 1<<34 {
 			continue
 		}
+		k := locKey{file: id, off: info.DataOffset + int64(t.Offset), n: t.Bytes}
+		if _, ok := memo.at(k); ok {
+			continue
+		}
 		if uint64(cap(buf)) < t.Bytes {
 			buf = make([]byte, t.Bytes)
 		}
 		b := buf[:t.Bytes]
-		if _, err := f.ReadAt(b, info.DataOffset+int64(t.Offset)); err != nil {
+		if _, err := f.ReadAt(b, k.off); err != nil {
 			return n, err
 		}
-		memo.hash(b)
+		memo.storeAt(k, memo.hash(b))
 		n++
 	}
 	return n, nil

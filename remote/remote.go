@@ -52,9 +52,14 @@ type Node struct {
 	probe   *rpc.Client
 
 	failed atomic.Pointer[error]
-	// probeMissed is set once the worker has answered a SET_TENSOR_HASH
-	// with "not cached" on this connection (see setCached).
+	// upload is the queue of the Upload this node is in, if any.
+	upload atomic.Pointer[uploadQueue]
+	// What this connection's worker answered to SET_TENSOR_HASH (see
+	// setCached): whether it missed one, whether it ever had one, and the
+	// misses since it last had one.
 	probeMissed atomic.Bool
+	probeHit    atomic.Bool
+	missStreak  atomic.Int32
 	bytes       atomic.Int64 // bytes in live buffers on this node
 	buffers     atomic.Int64
 	uploaded    atomic.Int64 // tensor bytes sent on this connection
@@ -364,6 +369,8 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	n.compute.reset()
 	n.uploaded.Store(0)
 	n.probeMissed.Store(false)
+	n.probeHit.Store(false)
+	n.missStreak.Store(0)
 	n.bytes.Store(0)
 	n.buffers.Store(0)
 	n.graphGen.Add(1)
@@ -484,14 +491,27 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 	wt := wireTensor(t, false, nil)
 	buf := unsafe.Slice((*byte)(data), int(n))
 	weights := t.buffer != nil && t.buffer.usage == C.GGML_BACKEND_BUFFER_USAGE_WEIGHTS
+	// Large uploads are offered by hash first: a worker with a warm
+	// --cache then applies them from disk. From 7.0 only weights are
+	// (activations are not worth a cache entry), and a miss asks the
+	// worker to keep them. The protocol is the connection's, fixed for the
+	// life of any queued job (a reconnect changes gen, and drops them).
+	cached := func(p rpc.Version) bool {
+		return len(buf) > rpc.BoxCacheThreshold && (weights || !p.CacheFlag())
+	}
+	// Weights that lie in the model file go to the node's upload queue.
+	if q := d.Node.upload.Load(); q != nil && weights && len(buf) > 0 {
+		if fo, ok := q.u.fileOffset(data, len(buf)); ok {
+			j := uploadJob{wt: wt, off: uint64(off), fileOff: fo, n: len(buf), gen: d.Node.gen.Load(), cached: cached(d.Node.cur.Load().Protocol())}
+			if q.push(j) {
+				return
+			}
+		}
+	}
 	defer d.Node.uploaded.Add(int64(len(buf)))
 	d.Node.call(rpc.CmdSetTensor, len(buf), func(ctx context.Context, c *rpc.Client) error {
-		// Large uploads are offered by hash first: a worker with a warm
-		// --cache then applies them from disk. From 7.0 only weights are
-		// (activations are not worth a cache entry), and a miss asks the
-		// worker to keep them.
-		if len(buf) > rpc.BoxCacheThreshold && (weights || !c.Protocol().CacheFlag()) {
-			return d.Node.setCached(ctx, c, wt, uint64(off), buf)
+		if cached(c.Protocol()) {
+			return d.Node.setCached(ctx, c, wt, uint64(off), buf, nil)
 		}
 		return c.SetTensor(ctx, wt, uint64(off), buf)
 	})
@@ -508,25 +528,66 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 // than loopback) would hold the load to the hash's speed. The data is sent
 // at once instead, asking the worker to keep it; HashFileInBackground works
 // out the hashes from the model file after the load, so the next load of
-// the same weights is offered by hash again.
-func (n *Node) setCached(ctx context.Context, c *rpc.Client, wt rpc.Tensor, off uint64, buf []byte) error {
+// the same weights is offered by hash again. A worker that has missed
+// maxMissStreak in a row and never had one on this connection has no cache
+// for this model (or none at all): it is not asked again, which spares each
+// further tensor the xxhash pass and a round trip.
+func (n *Node) setCached(ctx context.Context, c *rpc.Client, wt rpc.Tensor, off uint64, buf []byte, at *locKey) error {
+	// hash is the FNV-1a of buf when the memo knows it, by where it lies in
+	// the model file or, failing that, by its contents.
+	known := func() (uint64, bool) {
+		if at != nil {
+			if h, ok := memo.at(*at); ok {
+				return h, true
+			}
+		}
+		h, ok := memo.known(buf)
+		if ok && at != nil {
+			memo.storeAt(*at, h)
+		}
+		return h, ok
+	}
 	if !n.probeMissed.Load() {
-		ok, err := c.SetTensorHash(ctx, wt, off, memo.hash(buf))
+		h, ok := known()
+		if !ok {
+			h = memo.hash(buf)
+			if at != nil {
+				memo.storeAt(*at, h)
+			}
+		}
+		ok, err := c.SetTensorHash(ctx, wt, off, h)
 		if err != nil || ok {
+			n.probeHit.Store(ok)
 			return err
 		}
 		n.probeMissed.Store(true)
+		n.missStreak.Store(1)
 		return c.SetTensorCache(ctx, wt, off, buf, true)
 	}
-	if h, known := memo.known(buf); known {
-		if ok, err := c.SetTensorHash(ctx, wt, off, h); err != nil || ok {
-			return err
+	if n.probeHit.Load() || n.missStreak.Load() < maxMissStreak {
+		if h, ok := known(); ok {
+			ok, err := c.SetTensorHash(ctx, wt, off, h)
+			if err != nil {
+				return err
+			}
+			if ok {
+				n.probeHit.Store(true)
+				n.missStreak.Store(0)
+				return nil
+			}
+			n.missStreak.Add(1)
+		} else {
+			unhashed.Store(true)
 		}
 	} else {
 		unhashed.Store(true)
 	}
 	return c.SetTensorCache(ctx, wt, off, buf, true)
 }
+
+// maxMissStreak is how many misses in a row, with no hit before them, end
+// the offers on a connection.
+const maxMissStreak = 3
 
 //export boxRemoteGet
 func boxRemoteGet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, off, n C.size_t) {

@@ -169,8 +169,31 @@ func (f *fnvMemo) at(k locKey) (uint64, bool) {
 	return h, ok
 }
 
-// storeAt remembers h as the FNV-1a of the bytes at k.
-func (f *fnvMemo) storeAt(k locKey, h uint64) {
+// knownAt returns the FNV-1a of data when the memo knows it by where it
+// lies (at, when not nil) or, with byContent, by its contents; one known by
+// contents is remembered at its location too.
+func (f *fnvMemo) knownAt(at *locKey, data []byte, byContent bool) (uint64, bool) {
+	if at != nil {
+		if h, ok := f.at(*at); ok {
+			return h, true
+		}
+	}
+	if !byContent {
+		return 0, false
+	}
+	h, ok := f.known(data)
+	if ok {
+		f.storeAt(at, h)
+	}
+	return h, ok
+}
+
+// storeAt remembers h as the FNV-1a of the bytes at k (nil: nowhere).
+func (f *fnvMemo) storeAt(at *locKey, h uint64) {
+	if at == nil {
+		return
+	}
+	k := *at
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
@@ -265,7 +288,7 @@ func hashFile(path string) (int, error) {
 		if _, err := f.ReadAt(b, k.off); err != nil {
 			return n, err
 		}
-		memo.storeAt(k, memo.hash(b))
+		memo.storeAt(&k, memo.hash(b))
 		n++
 	}
 	return n, nil

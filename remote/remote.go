@@ -57,12 +57,13 @@ type Node struct {
 	// What this connection's worker answered to SET_TENSOR_HASH (see
 	// setCached): whether it missed one, whether it ever had one, and the
 	// misses since it last had one.
-	probeMissed atomic.Bool
-	probeHit    atomic.Bool
-	missStreak  atomic.Int32
-	bytes       atomic.Int64 // bytes in live buffers on this node
-	buffers     atomic.Int64
-	uploaded    atomic.Int64 // tensor bytes sent on this connection
+	probeMissed   atomic.Bool
+	probeHit      atomic.Bool
+	missStreak    atomic.Int32
+	probeDeferred atomic.Int32 // tensors sent before the first probe
+	bytes         atomic.Int64 // bytes in live buffers on this node
+	buffers       atomic.Int64
+	uploaded      atomic.Int64 // tensor bytes sent on this connection
 	// graphGen changes whenever the worker may have dropped its stored
 	// graphs: a new connection, or a freed buffer.
 	graphGen atomic.Uint64
@@ -371,6 +372,7 @@ func (n *Node) Reconnect(ctx context.Context) error {
 	n.probeMissed.Store(false)
 	n.probeHit.Store(false)
 	n.missStreak.Store(0)
+	n.probeDeferred.Store(0)
 	n.bytes.Store(0)
 	n.buffers.Store(0)
 	n.graphGen.Add(1)
@@ -517,77 +519,77 @@ func boxRemoteSet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, o
 	})
 }
 
-// setCached uploads a large tensor the worker may hold in its cache. The
-// first one of a connection is offered by its FNV-1a hash (SET_TENSOR_HASH);
-// so is every later one while the worker keeps having them. Once the worker
-// has missed one, the rest of this connection's uploads are offered only
-// where the memo already knows the hash (an xxhash pass at memory speed,
-// skipped when it knows nothing of that length):
-// a worker without a cache, or with a cold one, misses all of them, and
-// hashing each first with the byte-serial FNV-1a (about 1 GB/s, slower
-// than loopback) would hold the load to the hash's speed. The data is sent
-// at once instead, asking the worker to keep it; HashFileInBackground works
-// out the hashes from the model file after the load, so the next load of
-// the same weights is offered by hash again. A worker that has missed
-// maxMissStreak in a row and never had one on this connection has no cache
-// for this model (or none at all): it is not asked again, which spares each
-// further tensor the xxhash pass and a round trip.
+// setCached uploads a large tensor the worker may hold in its cache.
+//
+// The first one of a connection is offered by its FNV-1a hash
+// (SET_TENSOR_HASH); so is every later one while the worker keeps having
+// them. The memo gives the hash when it knows it; otherwise it is worked
+// out, but FNV-1a is byte-serial (about 1 GB/s, slower than loopback), so
+// the first few tensors over probeMaxHash are sent without a probe (asking
+// the worker to keep them) in the hope of a smaller one to probe with.
+//
+// Once the worker has missed one, the rest of this connection's uploads
+// are offered only where the memo already knows the hash, with no FNV-1a:
+// by location for an upload from the model file (at), else by content (an
+// xxhash pass at memory speed, skipped when it knows nothing of that
+// length). A worker that has missed maxMissStreak in a row and never had
+// one on this connection has no cache for this model (or none at all) and
+// is not asked again. What is sent unhashed is hashed from the model file
+// after the load (HashFileInBackground), so the next load of the same
+// weights is offered by hash again.
 func (n *Node) setCached(ctx context.Context, c *rpc.Client, wt rpc.Tensor, off uint64, buf []byte, at *locKey) error {
-	// hash is the FNV-1a of buf when the memo knows it, by where it lies in
-	// the model file or, failing that, by its contents.
-	known := func() (uint64, bool) {
-		if at != nil {
-			if h, ok := memo.at(*at); ok {
-				return h, true
-			}
+	send := func() error { return c.SetTensorCache(ctx, wt, off, buf, true) }
+	offer := func(h uint64) (bool, error) {
+		ok, err := c.SetTensorHash(ctx, wt, off, h)
+		if err != nil {
+			return false, err
 		}
-		h, ok := memo.known(buf)
-		if ok && at != nil {
-			memo.storeAt(*at, h)
+		if ok {
+			n.probeHit.Store(true)
+			n.missStreak.Store(0)
+		} else {
+			n.probeMissed.Store(true)
+			n.missStreak.Add(1)
 		}
-		return h, ok
+		return ok, nil
 	}
 	if !n.probeMissed.Load() {
-		h, ok := known()
+		h, ok := memo.knownAt(at, buf, true)
 		if !ok {
-			h = memo.hash(buf)
-			if at != nil {
-				memo.storeAt(*at, h)
+			if len(buf) > probeMaxHash && n.probeDeferred.Add(1) <= maxProbeDeferred {
+				unhashed.Store(true)
+				return send()
 			}
+			h = memo.hash(buf)
+			memo.storeAt(at, h)
 		}
-		ok, err := c.SetTensorHash(ctx, wt, off, h)
-		if err != nil || ok {
-			n.probeHit.Store(ok)
+		if hit, err := offer(h); err != nil || hit {
 			return err
 		}
-		n.probeMissed.Store(true)
-		n.missStreak.Store(1)
-		return c.SetTensorCache(ctx, wt, off, buf, true)
+		return send()
 	}
 	if n.probeHit.Load() || n.missStreak.Load() < maxMissStreak {
-		if h, ok := known(); ok {
-			ok, err := c.SetTensorHash(ctx, wt, off, h)
-			if err != nil {
+		if h, ok := memo.knownAt(at, buf, at == nil); ok {
+			if hit, err := offer(h); err != nil || hit {
 				return err
 			}
-			if ok {
-				n.probeHit.Store(true)
-				n.missStreak.Store(0)
-				return nil
-			}
-			n.missStreak.Add(1)
-		} else {
-			unhashed.Store(true)
+			return send()
 		}
-	} else {
-		unhashed.Store(true)
 	}
-	return c.SetTensorCache(ctx, wt, off, buf, true)
+	unhashed.Store(true)
+	return send()
 }
 
-// maxMissStreak is how many misses in a row, with no hit before them, end
-// the offers on a connection.
-const maxMissStreak = 3
+const (
+	// maxMissStreak is how many misses in a row, with no hit before them,
+	// end the offers on a connection.
+	maxMissStreak = 3
+	// A probe is not worth hashing more than probeMaxHash bytes (16 ms of
+	// FNV-1a) for, while fewer than maxProbeDeferred tensors have been sent
+	// without one.
+	probeMaxHash     = 16 << 20
+	maxProbeDeferred = 4
+)
 
 //export boxRemoteGet
 func boxRemoteGet(h C.uintptr_t, t *C.struct_ggml_tensor, data unsafe.Pointer, off, n C.size_t) {

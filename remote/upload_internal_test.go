@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -9,6 +10,11 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/boxproj/box/gguf"
+	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/synth"
+	"github.com/boxproj/box/worker"
+	"github.com/boxproj/box/worker/workertest"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +123,7 @@ func TestMemoPersistsLocations(t *testing.T) {
 	defer SetHashMemo("")
 	SetHashMemo(path)
 	k := locKey{file: fileID{dev: 1, ino: 2, size: 3, mtime: 4, ctime: 5}, off: 4096, n: 1 << 21}
-	memo.storeAt(k, 0xabc)
+	memo.storeAt(&k, 0xabc)
 	data := []byte("some tensor bytes")
 	h := memo.hash(data)
 	SetHashMemo(path) // a restarted head
@@ -136,3 +142,48 @@ func TestMemoPersistsLocations(t *testing.T) {
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func unsafePtr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
+
+// The first probe of a connection is not worth a long FNV-1a: a first
+// tensor over probeMaxHash whose hash the memo does not know is sent
+// without one, and the probe is made with the next, smaller one.
+func TestProbeSkipsALargeFirstTensor(t *testing.T) {
+	cfg, _ := synth.Preset("tiny")
+	cfg.Layers, cfg.Embd, cfg.Heads, cfg.KVHeads, cfg.FF, cfg.Vocab = 1, 512, 8, 4, 1024, 9000 // F32: output 18 MB, feed-forward 2 MiB
+	path, err := synth.EnsureCached(context.Background(), t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := gguf.Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]uint64{}
+	for _, ti := range info.Tensors {
+		sizes[ti.Name] = ti.Bytes
+	}
+	if sizes["output.weight"] <= probeMaxHash || sizes["blk.0.ffn_up.weight"] > probeMaxHash {
+		t.Fatalf("tensor sizes %v do not fit the test", sizes)
+	}
+	defer SetHashMemo("")
+	SetHashMemo("")
+	w := workertest.Start(t, worker.Config{CacheDir: t.TempDir()})
+	n, err := Connect(context.Background(), w.Addr, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	m, err := llama.LoadModel(context.Background(), path, llama.ModelParams{Devices: []string{n.Devices()[0].Name}, GPULayers: -1, Check: n.Err})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	memo.mu.Lock()
+	big, small := memo.lens[sizes["output.weight"]], memo.lens[sizes["blk.0.ffn_up.weight"]]
+	memo.mu.Unlock()
+	if big != 0 || small != 1 {
+		t.Fatalf("the probe hashed %d tensors of the output's size and %d of the feed-forward's, want 0 and 1", big, small)
+	}
+	if got := n.probeDeferred.Load(); got != 1 {
+		t.Fatalf("%d tensors sent before the probe, want 1 (the output)", got)
+	}
+}

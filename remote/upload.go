@@ -35,7 +35,8 @@ import (
 type Upload struct {
 	log    *slog.Logger
 	path   string // absolute, symlinks resolved
-	data   []byte // our mapping of the whole file
+	data   []byte // our mapping of the whole file, unmapped by Wait
+	size   int64  // its length, read by fileOffset at any time
 	id     fileID
 	queues []*uploadQueue
 	wg     sync.WaitGroup
@@ -78,7 +79,7 @@ func StartUpload(path string, nodes []*Node, log *slog.Logger) (*Upload, error) 
 	if err != nil {
 		return nil, fmt.Errorf("upload from %s: mmap: %w", path, err)
 	}
-	u := &Upload{log: log, path: abs, data: data, id: fileIDOf(&st)}
+	u := &Upload{log: log, path: abs, data: data, size: st.Size, id: fileIDOf(&st)}
 	for _, n := range nodes {
 		q := &uploadQueue{u: u, n: n}
 		q.cond = sync.NewCond(&q.mu)
@@ -118,7 +119,6 @@ func (u *Upload) Wait() {
 		}
 		u.wg.Wait()
 		unix.Munmap(u.data)
-		u.data = nil
 	})
 }
 
@@ -148,7 +148,7 @@ func (u *Upload) fileOffset(p unsafe.Pointer, n int) (int64, bool) {
 	for _, r := range u.ranges {
 		if a >= r.start && a+uintptr(n) <= r.end && a+uintptr(n) >= a {
 			off := r.off + int64(a-r.start)
-			if off >= 0 && off+int64(n) <= int64(len(u.data)) {
+			if off >= 0 && off+int64(n) <= u.size {
 				return off, true
 			}
 		}

@@ -18,6 +18,8 @@ type Result struct {
 	Backend   string    `json:"backend"`
 	Threads   int       `json:"threads"`
 	Test      string    `json:"test"` // pp512, tg128
+	// HugePageBytes of the weights were on transparent huge pages.
+	HugePageBytes uint64 `json:"huge_page_bytes"`
 	Samples   []float64 `json:"samples_tps"`
 	Mean      float64   `json:"mean_tps"`
 	Stddev    float64   `json:"stddev_tps"`

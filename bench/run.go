@@ -159,6 +159,11 @@ func benchCPU(ctx context.Context, stdout io.Writer, rep *Report, o Options) err
 		}
 		rep.Results = append(rep.Results, rows...)
 	}
+	for _, r := range rep.Results {
+		if strings.HasPrefix(r.Test, "tg") {
+			fmt.Fprintf(stdout, "%s: %d MiB of the weights on huge pages\n", r.Model, r.HugePageBytes>>20)
+		}
+	}
 	return nil
 }
 
@@ -169,12 +174,15 @@ func benchModel(ctx context.Context, path, typ string, o Options, bw float64) ([
 		return nil, err
 	}
 	defer m.Close()
+	// Measure the steady state: the weights as box serves them, once the
+	// load's background move onto huge pages is over.
+	hp := m.WaitHugePages(ctx)
 	c, err := m.NewContext(llama.ContextParams{NCtx: max(pp, tg) + 16, NBatch: pp, Threads: threads})
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	base := Result{Model: m.Desc(), Type: typ, SizeBytes: m.Size(), Params: m.Params(), Backend: "CPU", Threads: threads}
+	base := Result{Model: m.Desc(), Type: typ, SizeBytes: m.Size(), Params: m.Params(), Backend: "CPU", Threads: threads, HugePageBytes: hp.Bytes}
 
 	ppS, err := Prompt(ctx, c, pp, reps)
 	if err != nil {

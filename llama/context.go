@@ -79,11 +79,16 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	cp.n_threads_batch = C.int32_t(thb)
 	cp.no_perf = true
 
+	release, err := m.readWeights()
+	if err != nil {
+		return nil, fmt.Errorf("new context: %w", err)
+	}
 	loadMu.Lock()
 	done := captureErrors()
 	c := C.llama_init_from_model(m.m, cp)
 	lines := done()
 	loadMu.Unlock()
+	release()
 	if c == nil {
 		return nil, fmt.Errorf("new context (n_ctx %d): %s", p.NCtx, loadReason(lines))
 	}
@@ -135,7 +140,12 @@ func (c *Context) Decode(toks []Token) error {
 		dst[i] = C.llama_token(t)
 	}
 	batch := C.llama_batch_get_one(c.toks, C.int32_t(len(toks)))
+	release, err := c.model.readWeights()
+	if err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
 	rc := C.llama_decode(c.c, batch)
+	release()
 	if c.model.check != nil {
 		// A remote device's failure shows here, whatever llama_decode said.
 		if err := c.model.check(); err != nil {
@@ -196,7 +206,12 @@ func (c *Context) Embed(toks []Token) ([]float32, error) {
 		*seq[i] = 0
 	}
 	b.n_tokens = C.int32_t(n)
+	release, err := c.model.readWeights()
+	if err != nil {
+		return nil, fmt.Errorf("embed: %w", err)
+	}
 	rc := C.llama_decode(c.c, b)
+	release()
 	if c.model.check != nil {
 		if err := c.model.check(); err != nil {
 			return nil, fmt.Errorf("embed: %w", err)

@@ -37,6 +37,11 @@ type ModelParams struct {
 	TensorSplit []float32
 	// NoMmap reads the file instead of mapping it.
 	NoMmap bool
+	// NoHugePages keeps the host weights on the pages they were loaded
+	// on. Otherwise the hot ones are moved onto transparent huge pages
+	// after the load (see hugepages.cpp): a decode reads them all every
+	// token, and 2 MiB pages spare it most TLB misses.
+	NoHugePages bool
 	// Progress, when set, is called as weights load (0..1).
 	Progress func(float32)
 	// Check, when set, reports failures of devices that cannot return an
@@ -57,6 +62,11 @@ type Model struct {
 
 	pieceOnce sync.Once
 	maxPiece  int
+
+	// pages is held for reading by every decode and for writing by each
+	// chunk the huge-page mover moves (see hugeMover).
+	pages sync.RWMutex
+	huge  hugeMover
 }
 
 // loadMu serialises loads so that the log lines captured for an error belong
@@ -163,6 +173,9 @@ func LoadModel(ctx context.Context, path string, p ModelParams) (*Model, error) 
 			return nil, &LoadError{Path: path, Reason: err.Error(), Err: err}
 		}
 	}
+	if !p.NoHugePages {
+		model.startHugePages()
+	}
 	return model, nil
 }
 
@@ -197,6 +210,11 @@ func loadReason(lines []string) string {
 // Close frees the model. It is safe to call more than once.
 func (m *Model) Close() error {
 	m.once.Do(func() {
+		// The mover stops between chunks; the weights it reads are freed next.
+		if m.huge.stop != nil {
+			close(m.huge.stop)
+			<-m.huge.done
+		}
 		C.llama_model_free(m.m)
 		m.m = nil
 	})

@@ -423,6 +423,15 @@ func (s *Server) loadModel(ctx context.Context, params llama.ModelParams) (*llam
 	if err != nil {
 		return nil, nil, err
 	}
+	// The move onto huge pages goes on while the model serves; say how it
+	// ended. The wait ends with the mover, which ends by Model.Close.
+	go func() {
+		rep := m.WaitHugePages(context.WithoutCancel(ctx))
+		if rep.State == llama.HugeOff {
+			return
+		}
+		s.log.Info("host weights on huge pages", "state", rep.State, "mib", rep.Bytes>>20, "of_mib", rep.Wanted>>20, "took", rep.Took.Round(time.Millisecond), "err", rep.Err)
+	}()
 	nctx := s.cfg.CtxSize
 	if nctx <= 0 {
 		nctx = min(2048, m.TrainCtx())

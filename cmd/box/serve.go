@@ -46,6 +46,7 @@ func newServe() *cobra.Command {
 	f.IntVar(&cfg.Threads, "threads", 0, "CPU threads (default: all)")
 	f.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
 	f.BoolVar(&cfg.Model.NoMmap, "no-mmap", false, "read the model instead of mapping it")
+	f.BoolVar(&cfg.Model.NoHugePages, "no-huge-pages", false, "keep the host weights on the pages they loaded on (default: moved onto transparent huge pages in the background)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&rpc, "rpc", "", "workers to spread the model over: host:port[@adminhost:port],... (admin API defaults to port+1)")
 	f.StringVar(&split, "tensor-split", "", "shares per worker, then the local CPU unless --no-local, e.g. 1,3 (default: by free memory)")

@@ -11,18 +11,18 @@ import (
 
 // Result is one llama-bench-style row.
 type Result struct {
-	Model     string    `json:"model"`
-	Type      string    `json:"type"`
-	SizeBytes uint64    `json:"size_bytes"`
-	Params    uint64    `json:"params"`
-	Backend   string    `json:"backend"`
-	Threads   int       `json:"threads"`
-	Test      string    `json:"test"` // pp512, tg128
+	Model     string `json:"model"`
+	Type      string `json:"type"`
+	SizeBytes uint64 `json:"size_bytes"`
+	Params    uint64 `json:"params"`
+	Backend   string `json:"backend"`
+	Threads   int    `json:"threads"`
+	Test      string `json:"test"` // pp512, tg128
 	// HugePageBytes of the weights were on transparent huge pages.
-	HugePageBytes uint64 `json:"huge_page_bytes"`
-	Samples   []float64 `json:"samples_tps"`
-	Mean      float64   `json:"mean_tps"`
-	Stddev    float64   `json:"stddev_tps"`
+	HugePageBytes uint64    `json:"huge_page_bytes"`
+	Samples       []float64 `json:"samples_tps"`
+	Mean          float64   `json:"mean_tps"`
+	Stddev        float64   `json:"stddev_tps"`
 	// BoundTPS is memory bandwidth / model bytes (tg only): no CPU can
 	// generate faster, since each token reads every weight once.
 	BoundTPS float64 `json:"bound_tps,omitempty"`

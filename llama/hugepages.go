@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -40,6 +39,8 @@ const (
 	HugeFailed
 	// HugeMoving: the move is under way, in the background.
 	HugeMoving
+	// HugeStopped: the model was closed before the move ended.
+	HugeStopped
 )
 
 func (s HugeState) String() string {
@@ -58,6 +59,8 @@ func (s HugeState) String() string {
 		return "failed"
 	case HugeMoving:
 		return "moving"
+	case HugeStopped:
+		return "stopped"
 	}
 	return fmt.Sprintf("HugeState(%d)", int(s))
 }
@@ -189,7 +192,7 @@ func (m *Model) moveHugePages(spans []hugeSpan) {
 		for off := uint64(0); off < s.len; off += C.BOX_HUGE_CHUNK {
 			select {
 			case <-m.huge.stop:
-				finish(HugeFailed, errors.New("huge pages: model closed first"), nil)
+				finish(HugeStopped, nil, nil)
 				return
 			default:
 			}

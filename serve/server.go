@@ -427,7 +427,7 @@ func (s *Server) loadModel(ctx context.Context, params llama.ModelParams) (*llam
 	// ended. The wait ends with the mover, which ends by Model.Close.
 	go func() {
 		rep := m.WaitHugePages(context.WithoutCancel(ctx))
-		if rep.State == llama.HugeOff || rep.State == llama.HugeStopped {
+		if rep.State == llama.HugeOff || rep.State == llama.HugeNone || rep.State == llama.HugeStopped {
 			return
 		}
 		s.log.Info("host weights on huge pages", "state", rep.State, "mib", rep.Bytes>>20, "of_mib", rep.Wanted>>20, "took", rep.Took.Round(time.Millisecond), "err", rep.Err)

@@ -1,8 +1,8 @@
 // Moving a loaded model's host weights onto transparent huge pages.
 //
 // A decode reads every weight once per token. On 4 KiB pages that walk
-// misses the TLB all the time; on 2 MiB pages it hardly does (measured: +5%
-// tg on a 1b model). llama.cpp allocates host weights with posix_memalign or
+// misses the TLB all the time; on 2 MiB pages it hardly does (measured: +8%
+// tg on a 1b model, docs/benchmarks.md). llama.cpp allocates host weights with posix_memalign or
 // maps the file, neither of which asks for huge pages, and it has no hook to
 // choose the memory. So after the load each hot 2 MiB-aligned span of a host
 // weight buffer is copied, a chunk at a time, into fresh memory advised

@@ -76,8 +76,8 @@ type HugeReport struct {
 
 // thpEnabled reads the kernel's transparent huge page mode; MADV_HUGEPAGE
 // works under "always" and "madvise", not under "never".
-func thpEnabled(root string) bool {
-	b, err := os.ReadFile(root + "/sys/kernel/mm/transparent_hugepage/enabled")
+func thpEnabled() bool {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	if err != nil {
 		return false
 	}
@@ -94,8 +94,8 @@ type hugeSpan struct {
 
 // hugeSpans lists the model's hot host weights in whole 2 MiB pages (see
 // hugepages.cpp), or says why none will move.
-func hugeSpans(m *C.struct_llama_model, root string) ([]hugeSpan, HugeReport) {
-	if !thpEnabled(root) {
+func hugeSpans(m *C.struct_llama_model) ([]hugeSpan, HugeReport) {
+	if !thpEnabled() {
 		return nil, HugeReport{State: HugeUnsupported}
 	}
 	buf := (*C.box_huge_span)(C.calloc(maxSpans, C.size_t(unsafe.Sizeof(C.box_huge_span{}))))
@@ -166,7 +166,7 @@ func (h *hugeMover) report() HugeReport {
 
 // startHugePages starts moving m's hot host weights onto huge pages.
 func (m *Model) startHugePages() {
-	spans, rep := hugeSpans(m.m, "/")
+	spans, rep := hugeSpans(m.m)
 	m.huge.rep = rep
 	m.huge.stop = make(chan struct{})
 	m.huge.done = make(chan struct{})

@@ -182,9 +182,10 @@ static int box_zero_cpu(ggml_backend_buffer_t b) {
 // over a whole buffer (0.16 s per 400 MiB here) it stalled every mmap and
 // munmap of the process, the Go runtime's included, and so the connection's
 // replies, for that long.
-static void box_populate(uintptr_t lo, size_t n) {
+// It stops early once *stop is set.
+static void box_populate(uintptr_t lo, size_t n, int32_t *stop) {
 	const size_t step = 4u << 20;
-	for (size_t o = 0; o < n; o += step) {
+	for (size_t o = 0; o < n && !__atomic_load_n(stop, __ATOMIC_RELAXED); o += step) {
 		size_t k = n - o < step ? n - o : step;
 		if (madvise((void *)(lo + o), k, MADV_POPULATE_WRITE) != 0) return;
 	}
@@ -196,7 +197,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src"
@@ -330,6 +333,17 @@ type Buffer struct {
 	b       C.ggml_backend_buffer_t
 	size    uint64
 	host    bool
+	pf      *prefault // the running Prefault, if any
+
+	ownOnce sync.Once
+	own     bool // see OwnMapping
+}
+
+// prefault is one Prefault goroutine: stop asks it to end after the step
+// it is in, done closes when it has.
+type prefault struct {
+	stop atomic.Int32
+	done chan struct{}
 }
 
 // ErrAlloc means the device could not provide the memory.
@@ -347,8 +361,10 @@ func (b *Backend) Alloc(size uint64) (*Buffer, error) {
 	return &Buffer{Backend: b, b: buf, size: uint64(C.ggml_backend_buffer_get_size(buf)), host: bool(C.ggml_backend_buffer_is_host(buf))}, nil
 }
 
-// Free releases the memory. Safe to call twice.
+// Free releases the memory, after stopping its Prefault. Safe to call
+// twice.
 func (buf *Buffer) Free() {
+	buf.StopPrefault()
 	if buf.b != nil {
 		C.ggml_backend_buffer_free(buf.b)
 		buf.b = nil
@@ -378,17 +394,48 @@ func (buf *Buffer) Zero() {
 // returns at once: the first touch of fresh memory costs the kernel a page
 // clear (and a virtual machine's host a fault) per 4 KiB, which then
 // overlaps with the socket reads that fill the buffer instead of stalling
-// them. Page contents are kept, so it races with nothing; if the buffer is
-// freed meanwhile, the advice fails on the unmapped range, or faults in
-// memory the heap reuses, which costs only time. Other buffers: no-op.
+// them. Page contents are kept, so it races with no write. StopPrefault
+// (and Free) end it. Other buffers: no-op. Call it at most once.
 func (buf *Buffer) Prefault() {
 	var lo C.uintptr_t
 	var n C.size_t
 	C.box_cpu_range(buf.b, &lo, &n)
-	if n < 1<<20 {
+	if n < 1<<20 || buf.pf != nil {
 		return // a few pages: not worth a thread
 	}
-	go C.box_populate(lo, n)
+	pf := &prefault{done: make(chan struct{})}
+	buf.pf = pf
+	go func() {
+		defer close(pf.done)
+		C.box_populate(lo, n, (*C.int32_t)(unsafe.Pointer(&pf.stop)))
+	}()
+}
+
+// StopPrefault ends the buffer's Prefault, if one runs, and returns once
+// no step of it is in flight: pages mapped over after that are not faulted
+// in as private copies.
+func (buf *Buffer) StopPrefault() {
+	if buf.pf != nil {
+		buf.pf.stop.Store(1)
+		<-buf.pf.done
+	}
+}
+
+// OwnMapping reports whether a host buffer's memory is one anonymous
+// mapping of its own, as the C library makes for a large allocation:
+// freeing the buffer then unmaps all of it, and the heap never reuses it,
+// so a part of it may be replaced by a private file mapping
+// (cache.ReadInto) that the buffer's Free releases. Anything else (heap
+// memory, a mapping merged with a neighbour, a device buffer) is false.
+func (buf *Buffer) OwnMapping() bool {
+	buf.ownOnce.Do(func() {
+		if !buf.host || buf.b == nil || buf.size == 0 {
+			return
+		}
+		base := uintptr(C.ggml_backend_buffer_get_base(buf.b))
+		buf.own = ownMapping("/proc/self/maps", base, uintptr(buf.size), uintptr(os.Getpagesize()))
+	})
+	return buf.own
 }
 
 // HostBytes returns the host memory [off, off+n) for direct socket I/O; only

@@ -46,48 +46,76 @@ func TestPrefaultKeepsContents(t *testing.T) {
 	}
 }
 
-// Prefault faults in every page of the buffer, in all its steps, the last
-// partial one included, without anyone touching it.
-func TestPrefaultFaultsInEveryPage(t *testing.T) {
-	be, err := Open(cpuDevice(t), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	const size = 37<<20 + 12345 // not a multiple of the step or of a page
-	buf, err := be.Alloc(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer buf.Free()
-	buf.Zero()
+// residentPages counts the whole pages of buf's memory that are resident,
+// and how many there are.
+func residentPages(t *testing.T, buf *Buffer) (resident, pages int) {
+	t.Helper()
 	b := buf.HostBytes(0, buf.Size())
 	page := uintptr(os.Getpagesize())
 	base := uintptr(unsafe.Pointer(&b[0]))
 	lo := (base + page - 1) &^ (page - 1)
 	hi := (base + uintptr(len(b))) &^ (page - 1)
-	resident := func() int {
-		vec := make([]byte, int((hi-lo)/page))
-		_, _, e := unix.Syscall(unix.SYS_MINCORE, lo, hi-lo, uintptr(unsafe.Pointer(&vec[0])))
-		if e != 0 {
-			t.Fatal(e)
-		}
-		n := 0
-		for _, v := range vec {
-			n += int(v & 1)
-		}
-		return n
+	vec := make([]byte, int((hi-lo)/page))
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, lo, hi-lo, uintptr(unsafe.Pointer(&vec[0])))
+	if e != 0 {
+		t.Fatal(e)
 	}
-	pages := int((hi - lo) / page)
-	if r := resident(); r == pages {
-		t.Fatalf("all %d pages resident before Prefault: the test shows nothing", pages)
+	for _, v := range vec {
+		resident += int(v & 1)
 	}
+	return resident, len(vec)
+}
+
+func freshBuffer(t *testing.T, size uint64) *Buffer {
+	t.Helper()
+	be, err := Open(cpuDevice(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(be.Close)
+	buf, err := be.Alloc(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(buf.Free)
+	buf.Zero()
+	if r, n := residentPages(t, buf); r == n {
+		t.Fatalf("all %d pages resident before Prefault: the test shows nothing", n)
+	}
+	return buf
+}
+
+// Prefault faults in every page of the buffer, in all its steps, the last
+// partial one included, without anyone touching it.
+func TestPrefaultFaultsInEveryPage(t *testing.T) {
+	buf := freshBuffer(t, 37<<20+12345) // not a multiple of the step or of a page
 	buf.Prefault()
 	deadline := time.Now().Add(20 * time.Second)
-	for resident() < pages {
+	for {
+		r, n := residentPages(t, buf)
+		if r == n {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d pages resident 20 s after Prefault", resident(), pages)
+			t.Fatalf("%d of %d pages resident 20 s after Prefault", r, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// StopPrefault ends the prefault early, and once it returns no page is
+// faulted in any more (pages mapped over then stay as they are mapped).
+func TestStopPrefault(t *testing.T) {
+	buf := freshBuffer(t, 256<<20)
+	buf.Prefault()
+	buf.StopPrefault()
+	r, n := residentPages(t, buf)
+	if r == n {
+		t.Fatalf("all %d pages resident: the prefault did not stop early", n)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if r2, _ := residentPages(t, buf); r2 != r {
+		t.Fatalf("%d pages resident when StopPrefault returned, %d later", r, r2)
+	}
+	buf.StopPrefault() // again: no-op
 }

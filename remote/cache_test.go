@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +36,21 @@ func cacheHits(t *testing.T, w *workertest.Worker) int {
 	return n
 }
 
+// mappingsUnder counts the mappings of files under dir in all processes.
+func mappingsUnder(t *testing.T, dir string) int {
+	t.Helper()
+	files, _ := filepath.Glob("/proc/[0-9]*/maps")
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a process that ended meanwhile
+		}
+		n += strings.Count(string(b), dir+"/")
+	}
+	return n
+}
+
 // A cold load (the worker misses the first hash offered) sends the rest
 // without hashing each first, yet asks the worker to keep all of it; once
 // the head has hashed the file, the next load of the same weights is
@@ -45,14 +63,17 @@ func TestWarmLoadHitsAfterColdLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := workertest.Start(t, worker.Config{CacheDir: t.TempDir()})
+	cacheDir := t.TempDir()
+	w := workertest.Start(t, worker.Config{CacheDir: cacheDir})
+	var mapped int // cache entries mapped into a compute process, once loaded
 	load := func() []llama.Token {
 		n, err := remote.Connect(context.Background(), w.Addr, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer n.Close()
-		toks := generate(t, path, llama.ModelParams{Devices: []string{n.Devices()[0].Name}, GPULayers: -1, Check: n.Err}, 128, 1, 8)
+		toks := generateAfter(t, path, llama.ModelParams{Devices: []string{n.Devices()[0].Name}, GPULayers: -1, Check: n.Err}, 128, 1, 8,
+			func() { mapped = mappingsUnder(t, cacheDir) })
 		if err := n.Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -61,6 +82,9 @@ func TestWarmLoadHitsAfterColdLoad(t *testing.T) {
 	cold := load()
 	if h := cacheHits(t, w); h != 0 {
 		t.Fatalf("%d cache hits on a cold load", h)
+	}
+	if mapped != 0 {
+		t.Fatalf("%d cache entries mapped on a cold load", mapped)
 	}
 	// The head works the hashes of what it sent unhashed out from the file
 	// (cluster.Load does this after a load), and the worker writes its
@@ -72,6 +96,11 @@ func TestWarmLoadHitsAfterColdLoad(t *testing.T) {
 	// The three feed-forward matrices of each layer are over 1 MiB.
 	if h := cacheHits(t, w); h < 3*cfg.Layers {
 		t.Fatalf("warm load: %d cache hits, want at least %d", h, 3*cfg.Layers)
+	}
+	// The hits went into the weights' buffer as mappings of the entries
+	// (one per entry's whole pages at least; a split mapping counts more).
+	if mapped < 3*cfg.Layers {
+		t.Fatalf("warm load: %d mappings of cache entries in the compute process, want at least %d", mapped, 3*cfg.Layers)
 	}
 	if len(warm) != len(cold) {
 		t.Fatalf("warm %v\ncold %v", warm, cold)

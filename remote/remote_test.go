@@ -20,11 +20,21 @@ import (
 // "The quick brown fox" (max of them), in a context of nctx.
 func generate(t *testing.T, path string, p llama.ModelParams, nctx, threads, max int) []llama.Token {
 	t.Helper()
+	return generateAfter(t, path, p, nctx, threads, max, nil)
+}
+
+// generateAfter is generate that calls loaded (when not nil) once the
+// model is loaded.
+func generateAfter(t *testing.T, path string, p llama.ModelParams, nctx, threads, max int, loaded func()) []llama.Token {
+	t.Helper()
 	m, err := llama.LoadModel(context.Background(), path, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	if loaded != nil {
+		loaded()
+	}
 	c, err := m.NewContext(llama.ContextParams{NCtx: nctx, Threads: threads})
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,11 @@
 // and carry their length and CRC-32C, checked on every read at memory
 // speed: a truncated or corrupt file is removed, never served.
 //
-// File layout: "BOXCACH2" | length u64 LE | crc32c u32 LE | 4 zero bytes | data.
+// File layout: "BOXCACH2" | length u64 LE | crc32c u32 LE | pad u32 LE |
+// pad zero bytes | data. The pad (under a page; 0 in entries of earlier
+// versions) puts the data at the page offset the uploaded bytes had in
+// memory, so that the next load of the same layout can map the entry's
+// pages straight into the tensor instead of reading them (ReadInto).
 package cache
 
 import (
@@ -34,14 +38,20 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/boxproj/box/rpc"
+	"golang.org/x/sys/unix"
 )
 
 const (
 	magic  = "BOXCACH2"
-	Header = 24 // bytes before an entry's data
+	Header = 24 // bytes before an entry's pad and data
+	maxPad = 1 << 16
 )
+
+// pageSize is the unit of a mapping.
+var pageSize = os.Getpagesize()
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -86,10 +96,11 @@ func (c *Cache) Put(data []byte) {
 	crc := crc32.Checksum(data, castagnoli)
 	wg.Wait()
 	dst := c.name(fnv, sha)
-	if st, err := os.Stat(dst); err == nil && st.Size() == Header+int64(len(data)) {
+	pad := padFor(data)
+	if st, err := os.Stat(dst); err == nil && st.Size() == int64(Header+pad+len(data)) {
 		return
 	}
-	size := uint64(Header + len(data))
+	size := uint64(Header + pad + len(data))
 	done, ok := c.room(size)
 	if !ok {
 		c.log.Info("cache entry not kept: --cache-max-size leaves no room", "bytes", size)
@@ -100,6 +111,7 @@ func (c *Cache) Put(data []byte) {
 	copy(hdr, magic)
 	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(data)))
 	binary.LittleEndian.PutUint32(hdr[16:], crc)
+	binary.LittleEndian.PutUint32(hdr[20:], uint32(pad))
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		c.log.Warn("cache write failed", "err", err)
 		return
@@ -112,7 +124,7 @@ func (c *Cache) Put(data []byte) {
 	tmp := f.Name()
 	// No fsync: a file torn by a crash fails its checksum and is dropped,
 	// so durability would only buy a slower cold load.
-	_, err = f.Write(hdr)
+	_, err = f.Write(append(hdr, make([]byte, pad)...))
 	if err == nil {
 		_, err = f.Write(data)
 	}
@@ -128,13 +140,27 @@ func (c *Cache) Put(data []byte) {
 	}
 }
 
+// padFor is the pad that puts data's first byte at its page offset in
+// memory.
+func padFor(data []byte) int {
+	if len(data) == 0 {
+		return 0
+	}
+	return int((uintptr(unsafe.Pointer(&data[0])) - Header) & uintptr(pageSize-1))
+}
+
 // ReadInto reads the tenant's entry for the FNV-1a hash fnv. dst is told
 // the entry's length n and answers where its bytes go: a slice to read
 // into directly (host memory), or nil to read into a temporary one handed
 // to write afterwards; ok false stops the read with nothing written (the
-// caller refused n). It reports whether an intact entry was applied; a
-// corrupt or truncated one is removed.
-func (c *Cache) ReadInto(fnv uint64, dst func(n uint64) (buf []byte, ok bool), write func(data []byte)) bool {
+// caller refused n). mappable says the slice lies in a mapping the caller
+// owns and frees whole (ggml.Buffer.OwnMapping), where nothing else runs
+// meanwhile: the whole pages of it are then replaced by a private mapping
+// of the entry, when the entry's data has the slice's page offset (copy on
+// write: the file is never changed, and the caller's unmapping of its
+// memory releases them). It reports whether an intact entry was applied;
+// a corrupt or truncated one is removed.
+func (c *Cache) ReadInto(fnv uint64, dst func(n uint64) (buf []byte, mappable, ok bool), write func(data []byte)) bool {
 	matches, _ := filepath.Glob(filepath.Join(c.dir, fmt.Sprintf("%016x.*", fnv)))
 	if len(matches) != 1 {
 		if len(matches) > 1 {
@@ -162,10 +188,15 @@ func (c *Cache) ReadInto(fnv uint64, dst func(n uint64) (buf []byte, ok bool), w
 		return bad("header")
 	}
 	n := binary.LittleEndian.Uint64(hdr[8:])
-	if n != uint64(st.Size()-Header) {
+	pad := binary.LittleEndian.Uint32(hdr[20:])
+	if pad >= maxPad {
+		return bad("pad")
+	}
+	off := int64(Header) + int64(pad)
+	if st.Size() < off || n != uint64(st.Size()-off) {
 		return bad("length")
 	}
-	buf, ok := dst(n)
+	buf, mappable, ok := dst(n)
 	if !ok {
 		return false
 	}
@@ -173,7 +204,12 @@ func (c *Cache) ReadInto(fnv uint64, dst func(n uint64) (buf []byte, ok bool), w
 	if buf == nil {
 		buf = make([]byte, n)
 	}
-	if _, err := io.ReadFull(f, buf); err != nil {
+	if mappable && direct {
+		err = mapInto(f, off, buf)
+	} else {
+		_, err = f.ReadAt(buf, off)
+	}
+	if err != nil {
 		return bad("read")
 	}
 	if binary.LittleEndian.Uint32(hdr[16:]) != crc32.Checksum(buf, castagnoli) {
@@ -186,6 +222,40 @@ func (c *Cache) ReadInto(fnv uint64, dst func(n uint64) (buf []byte, ok bool), w
 	now := time.Now()
 	os.Chtimes(p, now, now)
 	return true
+}
+
+// minMap is the least span worth a mapping instead of a read.
+const minMap = 1 << 20
+
+// mapInto puts the n bytes of f at off into buf: its whole pages as a
+// private mapping of f when their offsets agree with the file's, the rest
+// (and all of it otherwise) read.
+func mapInto(f *os.File, off int64, buf []byte) error {
+	page := uintptr(pageSize)
+	a := uintptr(unsafe.Pointer(&buf[0]))
+	lo := (a + page - 1) &^ (page - 1)
+	hi := (a + uintptr(len(buf))) &^ (page - 1)
+	if hi <= lo || hi-lo < minMap || (uintptr(off)+(lo-a))&(page-1) != 0 {
+		_, err := f.ReadAt(buf, off)
+		return err
+	}
+	fileLo := off + int64(lo-a)
+	got, _, errno := unix.Syscall6(unix.SYS_MMAP, lo, hi-lo, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_FIXED, f.Fd(), uintptr(fileLo))
+	if errno != 0 || got != lo {
+		// A failed MAP_FIXED (too many mappings, say) may have dropped
+		// the old pages already: fresh anonymous ones take their place,
+		// and the bytes are read into them.
+		unix.Syscall6(unix.SYS_MMAP, lo, hi-lo, unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_FIXED|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+		_, err := f.ReadAt(buf, off)
+		return err
+	}
+	if _, err := f.ReadAt(buf[:lo-a], off); err != nil {
+		return err
+	}
+	_, err := f.ReadAt(buf[hi-a:], off+int64(hi-a))
+	return err
 }
 
 // Index is the supervisor's account of the cache's size: every entry's

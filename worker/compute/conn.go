@@ -635,16 +635,24 @@ func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
 		release  = func() {}
 	)
 	defer func() { release() }()
-	ok := c.cache.ReadInto(req.Hash, func(n uint64) ([]byte, bool) {
+	ok := c.cache.ReadInto(req.Hash, func(n uint64) ([]byte, bool, bool) {
 		target, start, rangeErr = c.dataRange(cmd, &req.Tensor, tensorBytes(&req.Tensor), req.Offset, n)
 		if rangeErr != nil {
-			return nil, false
+			return nil, false, false
 		}
 		if target.buf.IsHost() {
-			return target.buf.HostBytes(start, n), true
+			// A buffer that is a mapping of its own gets the entry's
+			// pages mapped in: no copy, no fresh pages to clear, and one
+			// copy of the weights in memory with the page cache. Its
+			// prefault would turn them into private copies, so it stops.
+			mappable := target.buf.OwnMapping()
+			if mappable {
+				target.buf.StopPrefault()
+			}
+			return target.buf.HostBytes(start, n), mappable, true
 		}
 		release, rangeErr = c.hold("SET_TENSOR_HASH staging", n)
-		return nil, rangeErr == nil
+		return nil, false, rangeErr == nil
 	}, func(data []byte) {
 		target.buf.Write(start, data)
 	})

@@ -53,6 +53,8 @@ type conn struct {
 	page  *ctl.Page
 	nc    net.Conn
 	cache *cache.Cache
+	// mapOffers counts the cache hits offered as mappings (maxMapOffers).
+	mapOffers int
 
 	devs    []*ggml.Backend // opened on first use
 	buffers map[uint64]*binding
@@ -610,6 +612,12 @@ func (c *conn) memsetTensor(cmd rpc.Cmd, size uint64) error {
 	return c.ack(cmd)
 }
 
+// maxMapOffers bounds the cache entries one connection maps: each one
+// splits its buffer's mapping in up to three, and the kernel allows a
+// process about 65,000 mappings (vm.max_map_count), which the Go runtime
+// and the C library also need. Hits past it are read.
+const maxMapOffers = 16384
+
 func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
 	req, err := readFixed(c, cmd, size, rpc.TensorSize+16, rpc.DecodeSetTensorHash)
 	if err != nil {
@@ -645,8 +653,9 @@ func (c *conn) setTensorHash(cmd rpc.Cmd, size uint64) error {
 			// pages mapped in: no copy, no fresh pages to clear, and one
 			// copy of the weights in memory with the page cache. Its
 			// prefault would turn them into private copies, so it stops.
-			mappable := target.buf.OwnMapping()
+			mappable := c.mapOffers < maxMapOffers && target.buf.OwnMapping()
 			if mappable {
+				c.mapOffers++
 				target.buf.StopPrefault()
 			}
 			return target.buf.HostBytes(start, n), mappable, true

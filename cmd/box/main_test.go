@@ -131,17 +131,16 @@ func TestWorkerSIGTERMFreesEverythingAndExitsZero(t *testing.T) {
 		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	// Its stderr ends when it exits; Wait only after reading all of it,
+	// since Wait closes the pipe (a line still in it would be lost).
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
+	case <-logDone:
 	case <-time.After(10 * time.Second):
 		t.Fatal("worker did not stop on SIGTERM")
 	}
-	<-logDone
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
 	if !strings.Contains(log.String(), "bytes_freed=8388608") {
 		t.Fatalf("log does not report the bytes freed:\n%s", log.String())
 	}

@@ -177,12 +177,11 @@ static int box_zero_cpu(ggml_backend_buffer_t b) {
 #endif
 // box_populate faults pages in as a write would, keeping their contents
 // (Linux 5.14+; an older kernel refuses, which costs nothing). On memory
-// already unmapped it fails harmlessly. It goes 4 MiB at a time because
-// the advice holds the process's mmap lock for as long as one call lasts:
-// over a whole buffer (0.16 s per 400 MiB here) it stalled every mmap and
-// munmap of the process, the Go runtime's included, and so the connection's
-// replies, for that long.
-// It stops early once *stop is set.
+// already unmapped it fails harmlessly; it stops early once *stop is set.
+// It goes 4 MiB at a time because the advice holds the process's mmap lock
+// for as long as one call lasts: over a whole buffer (0.16 s per 400 MiB
+// here) it stalled every mmap and munmap of the process, the Go runtime's
+// included, and so the connection's replies, for that long.
 static void box_populate(uintptr_t lo, size_t n, int32_t *stop) {
 	const size_t step = 4u << 20;
 	for (size_t o = 0; o < n && !__atomic_load_n(stop, __ATOMIC_RELAXED); o += step) {
@@ -401,7 +400,7 @@ func (buf *Buffer) Prefault() {
 	var n C.size_t
 	C.box_cpu_range(buf.b, &lo, &n)
 	if n < 1<<20 || buf.pf != nil {
-		return // a few pages: not worth a thread
+		return // a few pages are not worth a thread; one prefault is enough
 	}
 	pf := &prefault{done: make(chan struct{})}
 	buf.pf = pf

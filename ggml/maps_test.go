@@ -50,25 +50,10 @@ func TestOwnMapping(t *testing.T) {
 // the worker's cache assumes before mapping entries into one; a small one
 // from the heap is not.
 func TestCPUBufferOwnMapping(t *testing.T) {
-	be, err := Open(cpuDevice(t), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	big, err := be.Alloc(48 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer big.Free()
-	if !big.OwnMapping() {
+	if !cpuBuffer(t, 48<<20).OwnMapping() {
 		t.Error("a 48 MiB CPU buffer is not its own mapping")
 	}
-	small, err := be.Alloc(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer small.Free()
-	if small.OwnMapping() {
+	if cpuBuffer(t, 4096).OwnMapping() {
 		t.Error("a 4 KiB CPU buffer counts as its own mapping")
 	}
 }

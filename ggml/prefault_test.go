@@ -20,18 +20,26 @@ func cpuDevice(t *testing.T) Device {
 	return Device{}
 }
 
-// Prefault keeps what the buffer holds, while it runs and after.
-func TestPrefaultKeepsContents(t *testing.T) {
+// cpuBuffer allocates size bytes on the CPU backend, freed at the end of
+// the test.
+func cpuBuffer(t *testing.T, size uint64) *Buffer {
+	t.Helper()
 	be, err := Open(cpuDevice(t), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer be.Close()
-	buf, err := be.Alloc(64 << 20)
+	t.Cleanup(be.Close)
+	buf, err := be.Alloc(size)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer buf.Free()
+	t.Cleanup(buf.Free)
+	return buf
+}
+
+// Prefault keeps what the buffer holds, while it runs and after.
+func TestPrefaultKeepsContents(t *testing.T) {
+	buf := cpuBuffer(t, 64<<20)
 	buf.Zero()
 	buf.Prefault()
 	b := buf.HostBytes(0, buf.Size())
@@ -68,16 +76,7 @@ func residentPages(t *testing.T, buf *Buffer) (resident, pages int) {
 
 func freshBuffer(t *testing.T, size uint64) *Buffer {
 	t.Helper()
-	be, err := Open(cpuDevice(t), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(be.Close)
-	buf, err := be.Alloc(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(buf.Free)
+	buf := cpuBuffer(t, size)
 	buf.Zero()
 	if r, n := residentPages(t, buf); r == n {
 		t.Fatalf("all %d pages resident before Prefault: the test shows nothing", n)

@@ -77,8 +77,9 @@ func TestSummarize(t *testing.T) {
 	rep := &Report{
 		Results: []Result{{Type: "q8_0", Test: "pp512", Mean: 80}, {Type: "q8_0", Test: "tg128", Mean: 30, BoundTPS: 40, Ratio: 0.75}},
 		Cluster: &ClusterBench{Split: []Result{{Test: "pp512", Mean: 85}, {Test: "tg128", Mean: 28}}, PPRatio: 1.06, TGRatio: 0.93},
-		Load:    &LoadBench{ColdSec: []float64{0.7, 0.9}, WarmSec: []float64{0.5}, ColdRatio: 2.5, WarmRatio: 1.8},
-		RPC:     &RPCResult{SetTensorBps: 4e9, SetRatio: 0.9, GetTensorBps: 3e9, GetRatio: 0.8, GraphRTTus: 90},
+		Load: &LoadBench{ColdSec: []float64{0.7, 0.9}, WarmSec: []float64{0.5}, ColdRatio: 2.5, WarmRatio: 1.8,
+			RawSec: []float64{0.2, 0.3}, RawFreshSec: []float64{0.5, 0.5}, ColdFreshRatio: 1.6},
+		RPC: &RPCResult{SetTensorBps: 4e9, SetRatio: 0.9, GetTensorBps: 3e9, GetRatio: 0.8, GraphRTTus: 90},
 	}
 	rows := Summarize(rep)
 	want := []SummaryRow{
@@ -86,8 +87,10 @@ func TestSummarize(t *testing.T) {
 		{Path: "single node q8_0 tg128", Value: 30, Unit: "t/s", Ratio: 0.75, RatioTo: "memory bound 40.0 t/s"},
 		{Path: "head + 2 workers pp512", Value: 85, Unit: "t/s", Ratio: 1.06, RatioTo: "single node"},
 		{Path: "head + 2 workers tg128", Value: 28, Unit: "t/s", Ratio: 0.93, RatioTo: "single node"},
+		{Path: "upload floor (fresh memory)", Value: 0.5, Unit: "s", Ratio: 2, RatioTo: "raw loopback TCP"},
 		{Path: "load over 2 workers, no cache", Value: 0.8, Unit: "s", Ratio: 2.5, RatioTo: "raw loopback TCP"},
 		{Path: "load over 2 workers, warm cache", Value: 0.5, Unit: "s", Ratio: 1.8, RatioTo: "raw loopback TCP"},
+		{Path: "load over 2 workers, no cache", Value: 0.8, Unit: "s", Ratio: 1.6, RatioTo: "upload floor"},
 		{Path: "worker SET_TENSOR", Value: 4000, Unit: "MB/s", Ratio: 0.9, RatioTo: "raw loopback TCP"},
 		{Path: "worker GET_TENSOR", Value: 3000, Unit: "MB/s", Ratio: 0.8, RatioTo: "raw loopback TCP"},
 		{Path: "worker GRAPH_COMPUTE round trip", Value: 90, Unit: "µs"},

@@ -62,8 +62,12 @@ func (w *benchWorker) stop() {
 }
 
 // startSink runs `box bench --sink N` and reads the address it prints.
-func startSink(ctx context.Context, exe string, n int) (*benchWorker, error) {
-	cmd := exec.CommandContext(ctx, exe, "bench", "--sink", fmt.Sprint(n))
+func startSink(ctx context.Context, exe string, n int, fresh bool) (*benchWorker, error) {
+	args := []string{"bench", "--sink", fmt.Sprint(n)}
+	if fresh {
+		args = append(args, "--sink-fresh")
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -86,7 +90,7 @@ func benchRPC(ctx context.Context, stdout io.Writer, rep *Report, o Options) err
 		return err
 	}
 	defer w.stop()
-	sink, err := startSink(ctx, o.Exe, 64<<20)
+	sink, err := startSink(ctx, o.Exe, 64<<20, false)
 	if err != nil {
 		return err
 	}

@@ -13,13 +13,20 @@ import (
 	"time"
 
 	"github.com/boxproj/box/rpc"
+	"golang.org/x/sys/unix"
 )
 
 // Sink serves raw loopback transfers: it reads each n-byte transfer whole
 // into one buffer (as the worker does) and acknowledges it with one byte. It
 // runs in its own process (box bench --sink), so the raw figure crosses a
 // process boundary exactly as head-to-worker traffic does.
-func Sink(ln net.Listener, n int) {
+//
+// With fresh set, every transfer lands in memory newly mapped for it and
+// kept until the connection ends, as a worker keeps the weights it
+// receives: the floor of any upload, which must also fault in the pages it
+// fills (on a virtual machine that returns freed memory to its host, the
+// dearest part of a load).
+func Sink(ln net.Listener, n int, fresh bool) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -27,6 +34,10 @@ func Sink(ln net.Listener, n int) {
 		}
 		go func() {
 			defer c.Close()
+			if fresh {
+				sinkFresh(c, n)
+				return
+			}
 			sink := make([]byte, n)
 			for {
 				if _, err := io.ReadFull(c, sink); err != nil {
@@ -35,6 +46,37 @@ func Sink(ln net.Listener, n int) {
 				c.Write(sink[:1])
 			}
 		}()
+	}
+}
+
+// sinkFresh is Sink's fresh mode for one connection. Each transfer is a
+// little-endian u64 length (at most n) and that many bytes; everything
+// received is unmapped when the connection ends.
+func sinkFresh(c net.Conn, n int) {
+	var held [][]byte
+	defer func() {
+		for _, b := range held {
+			unix.Munmap(b)
+		}
+	}()
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		k := binary.LittleEndian.Uint64(hdr[:])
+		if k == 0 || k > uint64(n) {
+			return
+		}
+		b, err := unix.Mmap(-1, 0, int(k), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return
+		}
+		held = append(held, b)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return
+		}
+		c.Write(b[:1])
 	}
 }
 
@@ -63,6 +105,19 @@ func (l *loopback) once() (float64, error) {
 		return 0, err
 	}
 	return float64(len(l.buf)) / time.Since(t0).Seconds(), nil
+}
+
+// sendFresh sends one transfer of n bytes (at most the buffer's size) to a
+// Sink in fresh mode.
+func (l *loopback) sendFresh(n int) error {
+	var hdr [8]byte
+	binary.LittleEndian.PutUint64(hdr[:], uint64(n))
+	bufs := net.Buffers{hdr[:], l.buf[:n]}
+	if _, err := bufs.WriteTo(l.c); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(l.c, l.ack)
+	return err
 }
 
 func (l *loopback) close() { l.c.Close() }

@@ -110,13 +110,13 @@ func Run(ctx context.Context, o Options, stdout io.Writer) (*Report, error) {
 
 // RunSink is `box bench --sink N`: the raw loopback peer of the rpc suite,
 // in its own process. It prints its address and serves until ctx ends.
-func RunSink(ctx context.Context, n int, stdout io.Writer) error {
+func RunSink(ctx context.Context, n int, fresh bool, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, ln.Addr().String())
-	go Sink(ln, n)
+	go Sink(ln, n, fresh)
 	<-ctx.Done()
 	return ln.Close()
 }

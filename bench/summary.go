@@ -39,9 +39,17 @@ func Summarize(rep *Report) []SummaryRow {
 	if l := rep.Load; l != nil {
 		cold, _ := MeanStd(l.ColdSec)
 		warm, _ := MeanStd(l.WarmSec)
+		if len(l.RawFreshSec) > 0 {
+			floor, _ := MeanStd(l.RawFreshSec)
+			raw, _ := MeanStd(l.RawSec)
+			out = append(out, SummaryRow{Path: "upload floor (fresh memory)", Value: floor, Unit: "s", Ratio: floor / raw, RatioTo: "raw loopback TCP"})
+		}
 		out = append(out,
 			SummaryRow{Path: "load over 2 workers, no cache", Value: cold, Unit: "s", Ratio: l.ColdRatio, RatioTo: "raw loopback TCP"},
 			SummaryRow{Path: "load over 2 workers, warm cache", Value: warm, Unit: "s", Ratio: l.WarmRatio, RatioTo: "raw loopback TCP"})
+		if len(l.RawFreshSec) > 0 {
+			out = append(out, SummaryRow{Path: "load over 2 workers, no cache", Value: cold, Unit: "s", Ratio: l.ColdFreshRatio, RatioTo: "upload floor"})
+		}
 	}
 	if r := rep.RPC; r != nil {
 		out = append(out,

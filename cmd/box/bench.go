@@ -15,6 +15,7 @@ func newBench() *cobra.Command {
 		o                 bench.Options
 		types, suites, lv string
 		sink              int
+		sinkFresh         bool
 	)
 	c := &cobra.Command{
 		Use:   "bench [flags]",
@@ -38,9 +39,11 @@ func newBench() *cobra.Command {
 	f.StringVar(&lv, "log-level", "warn", "debug, info, warn or error")
 	f.IntVar(&sink, "sink", 0, "internal: serve the rpc suite's raw loopback peer")
 	f.MarkHidden("sink")
+	f.BoolVar(&sinkFresh, "sink-fresh", false, "internal: the --sink peer receives every transfer into newly mapped memory")
+	f.MarkHidden("sink-fresh")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if sink > 0 {
-			return bench.RunSink(c.Context(), sink, c.OutOrStdout())
+			return bench.RunSink(c.Context(), sink, sinkFresh, c.OutOrStdout())
 		}
 		o.Types, o.Suites = splitList(types), splitList(suites)
 		if err := o.Validate(); err != nil {

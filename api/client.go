@@ -16,6 +16,9 @@ type Client struct {
 	// Token is the workers' admin token (ClientToken finds it); it is
 	// sent to worker admin APIs only.
 	Token string
+	// HeadKey is the head's API key (box serve --api-key); it is sent to
+	// the head only.
+	HeadKey string
 }
 
 func (a Client) hc() *http.Client {
@@ -115,7 +118,7 @@ func (a Client) Close(ctx context.Context, base string, id uint64) error {
 // Cluster is GET {head}/v1/cluster.
 func (a Client) Cluster(ctx context.Context, head string) (ClusterView, error) {
 	var c ClusterView
-	// The workers' token is not the head's business.
-	err := Client{HTTP: a.HTTP}.do(ctx, "GET", NormalizeURL(head)+"/v1/cluster", &c)
+	// The workers' token is not the head's business, nor its key theirs.
+	err := Client{HTTP: a.HTTP, Token: a.HeadKey}.do(ctx, "GET", NormalizeURL(head)+"/v1/cluster", &c)
 	return c, err
 }

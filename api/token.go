@@ -19,6 +19,11 @@ import (
 // (for CI and containers, where a file is awkward).
 const TokenEnv = "BOX_ADMIN_TOKEN"
 
+// HeadKeyEnv names the environment variable from which box chat and
+// boxtop --head take the head's API key (box serve --api-key) when no
+// --api-key is given: a flag's value is visible to every user in ps.
+const HeadKeyEnv = "BOX_API_KEY"
+
 // StateDirEnv overrides where box keeps its state (the admin token).
 const StateDirEnv = "BOX_STATE_DIR"
 

@@ -24,6 +24,7 @@ type Request struct {
 	MaxTokens   int           // tokens to generate at most
 	Temperature *float64      // nil: the server's default
 	Wait        time.Duration // first wait this long for /health to say 200
+	APIKey      string        // sent as "Authorization: Bearer KEY" when set
 }
 
 // Stats describe one answer.
@@ -66,7 +67,7 @@ func Stream(ctx context.Context, hc *http.Client, r Request, out io.Writer) (Sta
 		var list struct {
 			Data []struct{ ID string } `json:"data"`
 		}
-		if err := getJSON(ctx, hc, base+"/v1/models", &list); err != nil {
+		if err := getJSON(ctx, hc, base+"/v1/models", r.APIKey, &list); err != nil {
 			return Stats{}, err
 		}
 		if len(list.Data) == 0 {
@@ -86,6 +87,7 @@ func Stream(ctx context.Context, hc *http.Client, r Request, out io.Writer) (Sta
 	body, _ := json.Marshal(q)
 	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/chat/completions", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	setKey(req, r.APIKey)
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -158,8 +160,16 @@ func waitHealthy(ctx context.Context, hc *http.Client, base string, wait time.Du
 	return nil
 }
 
-func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
+// setKey adds the server's API key to req, when there is one.
+func setKey(req *http.Request, key string) {
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+}
+
+func getJSON(ctx context.Context, hc *http.Client, url, key string, v any) error {
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	setKey(req, key)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err

@@ -230,11 +230,15 @@ func isGenerate(l map[string]string) bool {
 	return l["endpoint"] == "chat" || l["endpoint"] == "completions"
 }
 
-// getHead fetches GET url into v (JSON) or returns the body (v nil).
-func getHead(ctx context.Context, hc *http.Client, url string, v any) ([]byte, error) {
+// getHead fetches GET url into v (JSON) or returns the body (v nil),
+// sending key (the head's API key) when set.
+func getHead(ctx context.Context, hc *http.Client, url, key string, v any) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -264,9 +268,9 @@ type headFetch struct {
 	metrics metricsText // nil when /metrics failed
 }
 
-func fetchHead(ctx context.Context, hc *http.Client, base string) headFetch {
+func fetchHead(ctx context.Context, hc *http.Client, base, key string) headFetch {
 	var f headFetch
-	if f.cluster, f.err = (api.Client{HTTP: hc}).Cluster(ctx, base); f.err != nil {
+	if f.cluster, f.err = (api.Client{HTTP: hc, HeadKey: key}).Cluster(ctx, base); f.err != nil {
 		return f
 	}
 	var models struct {
@@ -274,10 +278,10 @@ func fetchHead(ctx context.Context, hc *http.Client, base string) headFetch {
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	if _, err := getHead(ctx, hc, base+"/v1/models", &models); err == nil && len(models.Data) > 0 {
+	if _, err := getHead(ctx, hc, base+"/v1/models", key, &models); err == nil && len(models.Data) > 0 {
 		f.model = models.Data[0].ID
 	}
-	if body, err := getHead(ctx, hc, base+"/metrics", nil); err == nil {
+	if body, err := getHead(ctx, hc, base+"/metrics", key, nil); err == nil {
 		f.metrics, _ = parseMetrics(strings.NewReader(string(body)))
 	}
 	return f

@@ -75,6 +75,9 @@ type Config struct {
 	HTTP    *http.Client
 	// AdminToken is the workers' admin token, sent to their admin APIs only.
 	AdminToken string
+	// HeadKey is the head's API key (box serve --api-key), sent to the head
+	// only.
+	HeadKey string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// NVML, when set, is asked each poll for this host's GPUs; processes that
@@ -279,7 +282,7 @@ func (p *Poller) Poll(ctx context.Context) Snapshot {
 	var headWorkers map[string]headWorker
 	if p.cfg.Head != "" {
 		hctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-		hf := fetchHead(hctx, p.cfg.HTTP, p.cfg.Head)
+		hf := fetchHead(hctx, p.cfg.HTTP, p.cfg.Head, p.cfg.HeadKey)
 		cancel()
 		now := p.cfg.Now()
 		p.mu.Lock()

@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/chat"
 )
 
@@ -31,6 +33,7 @@ func newChat() *cobra.Command {
 	f.IntVar(&r.MaxTokens, "max-tokens", 64, "tokens to generate at most")
 	f.Float64Var(&temperature, "temperature", 0, "sampling temperature, 0 for greedy (default: the server's)")
 	f.DurationVar(&r.Wait, "wait", 0, "wait this long for the server to become healthy")
+	f.StringVar(&r.APIKey, "api-key", os.Getenv(api.HeadKeyEnv), "the server's API key (box serve --api-key; default: $"+api.HeadKeyEnv+")")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print tokens, tokens/s and time to first token to stderr at the end")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if r.MaxTokens < 1 {

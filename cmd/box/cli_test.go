@@ -170,6 +170,9 @@ func chatServer(t *testing.T) (*httptest.Server, func() []map[string]any) {
 		}
 		var req map[string]any
 		json.NewDecoder(r.Body).Decode(&req)
+		if a := r.Header.Get("Authorization"); a != "" {
+			req["authorization"] = a
+		}
 		mu.Lock()
 		got = append(got, req)
 		mu.Unlock()
@@ -180,6 +183,32 @@ func chatServer(t *testing.T) (*httptest.Server, func() []map[string]any) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv, func() []map[string]any { mu.Lock(); defer mu.Unlock(); return got }
+}
+
+// The head's API key goes with the request, from --api-key or, without
+// it, from $BOX_API_KEY (so it need not show in ps).
+func TestChatSendsAPIKey(t *testing.T) {
+	srv, got := chatServer(t)
+	tests := []struct {
+		args []string
+		env  string
+		want any
+	}{
+		{[]string{"--api-key", "flag-key"}, "", "Bearer flag-key"},
+		{nil, "env-key", "Bearer env-key"},
+		{[]string{"--api-key", "flag-key"}, "env-key", "Bearer flag-key"},
+		{nil, "", nil},
+	}
+	for _, tc := range tests {
+		cmd := box(append([]string{"chat", "hi", "--url", srv.URL, "--model", "x"}, tc.args...)...)
+		cmd.Env = append(cmd.Env, "BOX_API_KEY="+tc.env)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", tc.args, err, out)
+		}
+		if a := got()[len(got())-1]["authorization"]; a != tc.want {
+			t.Errorf("args %v, env %q: Authorization %v, want %v", tc.args, tc.env, a, tc.want)
+		}
+	}
 }
 
 func TestChat(t *testing.T) {

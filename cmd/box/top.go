@@ -1,12 +1,14 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
 
+	"github.com/boxproj/box/api"
 	"github.com/boxproj/box/probe/local"
 	"github.com/boxproj/box/tui"
 )
@@ -16,6 +18,7 @@ import (
 func newTop(use string) *cobra.Command {
 	var (
 		nodes, head, nvmlMode, banner string
+		headKey                       string
 		interval, timeout             time.Duration
 		once                          bool
 		width                         int
@@ -34,6 +37,7 @@ func newTop(use string) *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&nodes, "nodes", "", "worker admin URLs, comma-separated; name=URL names a node")
 	f.StringVar(&head, "head", "", "a head's URL: watch the workers its /v1/cluster lists, through their admin URLs")
+	f.StringVar(&headKey, "api-key", os.Getenv(api.HeadKeyEnv), "with --head: the head's API key (box serve --api-key), sent to the head only (default: $"+api.HeadKeyEnv+")")
 	f.DurationVar(&interval, "interval", time.Second, "time between polls")
 	f.DurationVar(&timeout, "timeout", 2*time.Second, "how long each request may take (a dead node delays a poll by at most this)")
 	f.BoolVar(&once, "once", false, "print one frame to stdout and exit (1 when a node is down)")
@@ -56,12 +60,14 @@ func newTop(use string) *cobra.Command {
 			return usagef("--width must be at least 40")
 		case nvmlMode != "auto" && nvmlMode != "on" && nvmlMode != "off":
 			return usagef("--nvml: want auto, on or off")
+		case f.Changed("api-key") && head == "":
+			return usagef("--api-key is the head's: give --head")
 		}
 		tok, err := token()
 		if err != nil {
 			return err
 		}
-		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout, AdminToken: tok}
+		cfg := tui.Config{Nodes: targets, Head: head, Timeout: timeout, AdminToken: tok, HeadKey: headKey}
 		if nvmlMode == "on" || nvmlMode == "auto" && cfg.Local() {
 			cfg.NVML = local.NVML
 		}

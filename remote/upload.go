@@ -1,5 +1,8 @@
 package remote
 
+// #include "populate.h"
+import "C"
+
 import (
 	"bufio"
 	"context"
@@ -30,8 +33,11 @@ import (
 // before. Every other command on a node first waits for its queue to be
 // sent, so the worker sees commands in the order ggml issued them.
 //
-// The Upload owns its mapping, its queues and their goroutines; Wait is
-// their one release path.
+// While it lasts, llama.cpp's mapping of the same file is made without
+// MAP_POPULATE (populate.c): only our mapping is read for what is queued.
+//
+// The Upload owns its mapping, its queues, their goroutines and that
+// registration; Wait is their one release path.
 type Upload struct {
 	log    *slog.Logger
 	path   string // absolute, symlinks resolved
@@ -43,6 +49,7 @@ type Upload struct {
 
 	mapsOnce sync.Once
 	ranges   []fileRange // the loader's mappings of the file
+	nopop    C.int       // the file's slot in populate.c, or -1
 	done     sync.Once
 }
 
@@ -90,6 +97,7 @@ func StartUpload(path string, nodes []*Node, log *slog.Logger) (*Upload, error) 
 		}
 		u.queues = append(u.queues, q)
 	}
+	u.nopop = C.box_nopopulate_add(C.uint64_t(st.Dev), C.uint64_t(st.Ino))
 	for _, q := range u.queues {
 		u.wg.Add(1)
 		go func() {
@@ -113,6 +121,7 @@ func (u *Upload) detach() {
 // of a send fail that node, as a synchronous send would (Node.Err).
 func (u *Upload) Wait() {
 	u.done.Do(func() {
+		C.box_nopopulate_remove(u.nopop)
 		u.detach()
 		for _, q := range u.queues {
 			q.close()

@@ -8,7 +8,7 @@
 # with the same --cache-dir (its memo) onto the same workers (warm). MODEL= picks the GGUF
 # (default: the cached 1b Q8_0 preset, `box model synth --preset 1b --type q8_0`).
 import subprocess, sys, time, socket, os, tempfile, http.client, statistics, json, re, shutil
-MODEL = os.environ.get("MODEL") or os.path.expanduser("~/.cache/box/synth-1b-q8_0-s1.gguf")
+MODEL = os.environ.get("MODEL") or os.path.expanduser("~/.cache/box/synth-1b-q8_0-s1-r2.gguf")
 bins = sys.argv[1].split(",")
 reps = int(sys.argv[2])
 modes = sys.argv[3].split(",") if len(sys.argv) > 3 else ["nocache"]

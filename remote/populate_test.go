@@ -11,7 +11,6 @@ import (
 
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/remote"
-	"github.com/boxproj/box/synth"
 )
 
 // mappedRss sums the resident bytes of this process's mappings of path.
@@ -50,13 +49,8 @@ func mappedRss(t *testing.T, path string) (rss int64, mappings int) {
 // real loader: the model's mapping is fully resident after a plain load,
 // and holds next to nothing when the load happens inside an Upload.
 func TestUploadLeavesTheLoadersMappingUnpopulated(t *testing.T) {
-	cfg, _ := synth.Preset("tiny")
-	cfg.Layers, cfg.Embd, cfg.Heads, cfg.KVHeads, cfg.FF = 4, 512, 8, 4, 1024
-	path, err := synth.EnsureCached(context.Background(), t.TempDir(), cfg)
+	path, err := filepath.EvalSymlinks(uploadModel(t))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if path, err = filepath.EvalSymlinks(path); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(path)

@@ -34,15 +34,23 @@ func commands(t *testing.T, w *workertest.Worker, cmd string) int {
 	return n
 }
 
-// A model loaded through an Upload is sent from the head's own mapping of
-// the file, off the loader's thread, and generates what a local load does.
-func TestUploadSendsFromTheFile(t *testing.T) {
+// uploadModel writes the upload tests' model (4 layers, about 39 MB) and
+// returns its path.
+func uploadModel(t *testing.T) string {
+	t.Helper()
 	cfg, _ := synth.Preset("tiny")
 	cfg.Layers, cfg.Embd, cfg.Heads, cfg.KVHeads, cfg.FF = 4, 512, 8, 4, 1024
 	path, err := synth.EnsureCached(context.Background(), t.TempDir(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// A model loaded through an Upload is sent from the head's own mapping of
+// the file, off the loader's thread, and generates what a local load does.
+func TestUploadSendsFromTheFile(t *testing.T) {
+	path := uploadModel(t)
 	local := generate(t, path, llama.ModelParams{}, 128, 2, 16)
 
 	w1, w2 := workertest.Start(t, worker.Config{}), workertest.Start(t, worker.Config{})

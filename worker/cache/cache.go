@@ -231,6 +231,9 @@ const minMap = 1 << 20
 // private mapping of f when their offsets agree with the file's, the rest
 // (and all of it otherwise) read.
 func mapInto(f *os.File, off int64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil // an empty entry: nothing to map or read
+	}
 	page := uintptr(pageSize)
 	a := uintptr(unsafe.Pointer(&buf[0]))
 	lo := (a + page - 1) &^ (page - 1)

@@ -123,6 +123,44 @@ type ClusterBench struct {
 	WarmSpeedup   float64  `json:"warm_speedup"`
 	WorkerThreads int      `json:"worker_threads"`
 	HeadThreads   int      `json:"head_threads"`
+	// PerToken is where a generated token's time went over the two
+	// workers, from the head's accounts of its commands.
+	PerToken TokenTime `json:"tg_per_token"`
+}
+
+// TokenTime splits the time of one generated token, in microseconds.
+type TokenTime struct {
+	Total float64 `json:"total_us"`
+	// Compute is from sending each graph to the answer that waited for it:
+	// the workers decoding, building and computing it, and the round trip.
+	Compute float64 `json:"compute_us"`
+	// RoundTrips is the other commands: the tensor reads and writes that
+	// carry activations and logits between the head and the workers.
+	RoundTrips float64 `json:"round_trips_us"`
+	// Serialize is the head turning ggml graphs into messages.
+	Serialize float64 `json:"serialize_us"`
+	// Head is the rest: llama.cpp's scheduling and the head's own compute
+	// (the input embeddings).
+	Head     float64 `json:"head_us"`
+	Graphs   float64 `json:"graphs"` // per token, all workers
+	Commands float64 `json:"commands"`
+}
+
+// tokenTime splits wall, the time of tokens decodes, using the nodes'
+// command accounts over it.
+func tokenTime(wall time.Duration, tokens int, stats []remote.CallStats) TokenTime {
+	var s remote.CallStats
+	var other time.Duration
+	for _, x := range stats {
+		s.Calls, s.Computes = s.Calls+x.Calls, s.Computes+x.Computes
+		s.ComputeTime, s.Serialize = s.ComputeTime+x.ComputeTime, s.Serialize+x.Serialize
+		other += x.OtherCallTime()
+	}
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(tokens) }
+	t := TokenTime{Total: us(wall), Compute: us(s.ComputeTime), RoundTrips: us(other), Serialize: us(s.Serialize),
+		Graphs: float64(s.Computes) / float64(tokens), Commands: float64(s.Calls) / float64(tokens)}
+	t.Head = t.Total - t.Compute - t.RoundTrips - t.Serialize
+	return t
 }
 
 func benchCluster(ctx context.Context, stdout io.Writer, rep *Report, o Options) error {
@@ -210,10 +248,23 @@ func benchCluster(ctx context.Context, stdout io.Writer, rep *Report, o Options)
 	if err != nil {
 		return err
 	}
+	stats := func() []remote.CallStats {
+		var out []remote.CallStats
+		for _, n := range cl.Nodes() {
+			out = append(out, n.Stats())
+		}
+		return out
+	}
+	before, t0 := stats(), time.Now()
 	tgS, err := Generate(ctx, c, tg, reps)
 	if err != nil {
 		return err
 	}
+	wall, after := time.Since(t0), stats()
+	for i := range after {
+		after[i] = after[i].Sub(before[i])
+	}
+	cb.PerToken = tokenTime(wall, (reps+1)*tg, after) // Generate's warm-up round too
 	if err := cl.Err(); err != nil {
 		return err
 	}
@@ -232,6 +283,10 @@ func benchCluster(ctx context.Context, stdout io.Writer, rep *Report, o Options)
 	fmt.Fprintf(w, "  %-6s  %-18s  %-18s  %s\n", "test", "single node t/s", "head+2 workers t/s", "ratio")
 	fmt.Fprintf(w, "  %-6s  %7.2f ± %-8.2f  %7.2f ± %-8.2f  %.2f\n", r1.Test, single[0].Mean, single[0].Stddev, r1.Mean, r1.Stddev, cb.PPRatio)
 	fmt.Fprintf(w, "  %-6s  %7.2f ± %-8.2f  %7.2f ± %-8.2f  %.2f\n", r2.Test, single[1].Mean, single[1].Stddev, r2.Mean, r2.Stddev, cb.TGRatio)
+	pt := cb.PerToken
+	fmt.Fprintf(w, "  per generated token: %.2f ms = workers computing %.2f ms (%.1f graphs) + other round trips %.2f ms (%.1f commands in all)\n"+
+		"                       + graph serialization %.3f ms + the head %.2f ms\n",
+		pt.Total/1e3, pt.Compute/1e3, pt.Graphs, pt.RoundTrips/1e3, pt.Commands, pt.Serialize/1e3, pt.Head/1e3)
 	fmt.Fprintf(w, "  model load: cold %.2f s, warm worker cache %.2f s (%.1fx faster)\n", cb.ColdLoadSec, cb.WarmLoadSec, cb.WarmSpeedup)
 	w.Flush()
 	if cb.WarmLoadSec <= 0 {

@@ -107,6 +107,7 @@ func (n *Node) do(cmd rpc.Cmd, size int, f func(ctx context.Context, c *rpc.Clie
 		n.fail(err)
 		return n.Err()
 	}
+	var computeEnd time.Duration
 	switch {
 	case cmd == rpc.CmdGraphCompute:
 		if n.compute.sent.IsZero() {
@@ -114,9 +115,11 @@ func (n *Node) do(cmd rpc.Cmd, size int, f func(ctx context.Context, c *rpc.Clie
 		}
 	case !n.compute.sent.IsZero():
 		// This command waited for the compute sent before it.
-		n.compute.observe(n.lastUse.Sub(n.compute.sent))
+		computeEnd = n.lastUse.Sub(n.compute.sent)
+		n.compute.observe(computeEnd)
 		n.compute.sent = time.Time{}
 	}
+	n.stats.call(cmd, n.lastUse.Sub(t0), computeEnd)
 	return nil
 }
 

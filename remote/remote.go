@@ -67,6 +67,7 @@ type Node struct {
 	// graphGen changes whenever the worker may have dropped its stored
 	// graphs: a new connection, or a freed buffer.
 	graphGen atomic.Uint64
+	stats    callStats // where its commands spent the head's time
 	// gen numbers the main connection; every buffer remembers the one it
 	// was allocated on, and a handle is never sent on another (after a
 	// reconnect the worker knows nothing of it, or has another buffer by
@@ -705,8 +706,10 @@ func boxRemoteCompute(h C.uintptr_t, g *C.struct_ggml_cgraph) C.int {
 	d.Node.mu.Lock()
 	m, useCount := d.Node.ops, d.Node.proto.HasUseCount()
 	d.Node.mu.Unlock()
+	t0 := time.Now()
 	nodes, tensors := serializeGraph(g, m, useCount)
 	payload := rpc.GraphComputeReq{Device: d.Index, Nodes: nodes, Tensors: tensors}.Encode()
+	d.Node.stats.serializeNs.Add(int64(time.Since(t0)))
 	// lastGraph and lastGen are read and written under the node's lock:
 	// with --parallel, several contexts compute on the same device.
 	err := d.Node.call(rpc.CmdGraphCompute, len(payload), func(ctx context.Context, c *rpc.Client) error {

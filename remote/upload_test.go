@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/boxproj/box/llama"
 	"github.com/boxproj/box/remote"
@@ -75,10 +76,31 @@ func TestUploadSendsFromTheFile(t *testing.T) {
 		up.Wait()
 		return errors.Join(nodes[0].Err(), nodes[1].Err())
 	}
-	split := generate(t, path, llama.ModelParams{Devices: []string{nodes[0].Devices()[0].Name, nodes[1].Devices()[0].Name},
-		GPULayers: -1, TensorSplit: []float32{1, 1}, Check: check}, 128, 2, 16)
+	// Once loaded (the upload sends to both nodes at once), the head's
+	// commands go one at a time.
+	var before []remote.CallStats
+	var t0 time.Time
+	split := generateAfter(t, path, llama.ModelParams{Devices: []string{nodes[0].Devices()[0].Name, nodes[1].Devices()[0].Name},
+		GPULayers: -1, TensorSplit: []float32{1, 1}, Check: check}, 128, 2, 16, func() {
+		before, t0 = []remote.CallStats{nodes[0].Stats(), nodes[1].Stats()}, time.Now()
+	})
+	wall := time.Since(t0)
 	if fmt.Sprint(split) != fmt.Sprint(local) {
 		t.Fatalf("split %v\nlocal %v", split, local)
+	}
+	// Every generated token computed a graph on each node, and the
+	// accounts of the nodes' time fit in the wall time of the whole run.
+	var all time.Duration
+	for i, n := range nodes {
+		s := n.Stats().Sub(before[i])
+		if s.Computes < int64(len(split)) || s.Calls <= s.Computes || s.ComputeTime <= 0 || s.Serialize <= 0 ||
+			s.OtherCallTime() <= 0 || s.OtherCallTime() > s.CallTime {
+			t.Errorf("node %d after %d tokens: %+v, other call time %v", i, len(split), s, s.OtherCallTime())
+		}
+		all += s.ComputeTime + s.OtherCallTime() + s.Serialize
+	}
+	if all > wall {
+		t.Errorf("the nodes account for %v of a %v run", all, wall)
 	}
 	var sent int64
 	for _, n := range nodes {

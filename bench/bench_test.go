@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/boxproj/box/llama"
+	"github.com/boxproj/box/remote"
 	"github.com/boxproj/box/synth"
 )
 
@@ -105,5 +107,15 @@ func TestSummarize(t *testing.T) {
 	}
 	if got := Summarize(&Report{}); len(got) != 0 {
 		t.Errorf("no suites: %d rows", len(got))
+	}
+}
+
+func TestTokenTime(t *testing.T) {
+	node := remote.CallStats{Calls: 20, CallTime: 5 * time.Millisecond, Computes: 10, ComputeTime: 40 * time.Millisecond, Serialize: 2 * time.Millisecond}
+	got := tokenTime(100*time.Millisecond, 10, []remote.CallStats{node, node})
+	want := TokenTime{Total: 10000, Compute: 8000, RoundTrips: 1000, Serialize: 400, Head: 600, Graphs: 2, Commands: 4}
+	if math.Abs(got.Head-want.Head) > 1e-9 || got.Total != want.Total || got.Compute != want.Compute || got.RoundTrips != want.RoundTrips ||
+		got.Serialize != want.Serialize || got.Graphs != want.Graphs || got.Commands != want.Commands {
+		t.Fatalf("tokenTime = %+v, want %+v", got, want)
 	}
 }

@@ -272,17 +272,17 @@ func benchLoad(ctx context.Context, stdout io.Writer, rep *Report, o Options) er
 		lb.CacheColdSec = append(lb.CacheColdSec, cc.Seconds())
 	}
 	mean := func(xs []float64) float64 { m, _ := MeanStd(xs); return m }
-	ratio := func(xs []float64) float64 {
+	// ratioTo is the mean ratio of xs to the same repetitions of by.
+	ratioTo := func(xs, by []float64) float64 {
 		s := 0.0
 		for i := range xs {
-			s += xs[i] / lb.RawSec[i]
+			s += xs[i] / by[i]
 		}
 		return s / float64(len(xs))
 	}
+	ratio := func(xs []float64) float64 { return ratioTo(xs, lb.RawSec) }
 	lb.ColdRatio, lb.CacheColdRatio, lb.WarmRatio = ratio(lb.ColdSec), ratio(lb.CacheColdSec), ratio(lb.WarmSec)
-	for i := range lb.ColdSec {
-		lb.ColdFreshRatio += lb.ColdSec[i] / lb.RawFreshSec[i] / float64(len(lb.ColdSec))
-	}
+	lb.ColdFreshRatio = ratioTo(lb.ColdSec, lb.RawFreshSec)
 	rep.Load = lb
 
 	fmt.Fprintf(stdout, "\nmodel load over 2 loopback workers, %s, %.0f MB sent (connect, plan, load, one context; %d reps):\n", lb.Model, float64(lb.Bytes)/1e6, o.Reps)
